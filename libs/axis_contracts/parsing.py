@@ -1,0 +1,66 @@
+"""Decoding raw Kafka messages into events, with errors a person can act on."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from axis_contracts.events import EVENT_TYPES, TOPIC_EVENTS, Event
+
+E = TypeVar("E", bound=Event)
+
+
+class InvalidEvent(ValueError):
+    """A message that is not a valid event; ``reason`` says which field and why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: ``field.path: message``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(event)"
+        msg = err["msg"]
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_event(raw: bytes | str, model: type[E]) -> E:
+    """Validate raw JSON bytes as ``model``; raise InvalidEvent naming the field and the problem."""
+    if isinstance(raw, bytes):
+        if len(raw) == 0:
+            raise InvalidEvent("empty message")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(f"message is not UTF-8 JSON: {exc}") from None
+    else:
+        text = raw
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"message is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"message must be a JSON object, got {type(data).__name__}")
+    etype = data.get("event_type")
+    if etype is not None and etype != model.__name__:
+        raise InvalidEvent(f"event_type: expected {model.__name__!r}, got {str(etype)[:80]!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEvent(describe_validation_error(exc)) from None
+
+
+def model_for_topic(topic: str) -> type[Event]:
+    """The event class carried by a topic."""
+    return TOPIC_EVENTS[topic]
+
+
+def model_for_type(event_type: str) -> type[Event]:
+    """The event class with a given ``event_type``."""
+    return EVENT_TYPES[event_type]

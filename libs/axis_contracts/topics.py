@@ -1,0 +1,21 @@
+"""Kafka topic names, one constant each; the version is part of the name."""
+
+IMAGE_CAPTURED = "imaging.image-captured.v1"
+CRYSTAL_SCORED = "scoring.crystal-scored.v1"
+USER_SCORED = "lims.user-scored.v1"
+DISCREPANCY_FOUND = "curation.discrepancy-found.v1"
+DATASET_EXPORTED = "datasets.dataset-exported.v1"
+MODEL_REGISTERED = "models.model-registered.v1"
+MODEL_PROMOTED = "models.model-promoted.v1"
+DEAD_LETTER = "ops.dead-letter.v1"
+
+ALL_TOPICS: tuple[str, ...] = (
+    IMAGE_CAPTURED,
+    CRYSTAL_SCORED,
+    USER_SCORED,
+    DISCREPANCY_FOUND,
+    DATASET_EXPORTED,
+    MODEL_REGISTERED,
+    MODEL_PROMOTED,
+    DEAD_LETTER,
+)
