@@ -69,19 +69,19 @@ down: $(STAMP) ## stop exactly what `make up` started
 	$(PY) -m axis_stack down --data-dir $(DATA_DIR)
 
 demo: $(STAMP) ## run one whole Lab-in-the-Loop cycle on the embedded stack
-	$(PY) -m axis_cli.main demo --data-dir $(DATA_DIR) $(DEMO_ARGS)
+	$(PY) -m axis_cli demo --data-dir $(DATA_DIR) $(DEMO_ARGS)
 
 compose-check: $(STAMP) ## validate docker-compose.yml with a compose binary (no Docker engine needed)
 	$(PY) -m axis_stack compose-check docker-compose.yml
 
 bench-inference: $(STAMP) ## naive vs fast inference path, plus the service end to end (SIZE=224|518)
-	$(PY) -m axis_cli.main bench-inference --size $(SIZE)
+	$(PY) -m axis_inference.bench --size $(SIZE)
 
 bench-discrepancy: $(STAMP) ## score + user-score pairs through the broker and PostgreSQL
-	$(PY) -m axis_cli.main bench-discrepancy
+	$(PY) -m axis_discrepancy.bench
 
 chaos: $(STAMP) ## kill and restart components under load; prints lost/duplicated counts
-	$(PY) -m axis_cli.main chaos
+	$(PY) -m axis_simulators.chaos
 
 clean: ## remove the venv and local data
 	rm -rf $(VENV) $(DATA_DIR) build *.egg-info

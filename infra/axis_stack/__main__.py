@@ -1,0 +1,5 @@
+"""``python -m axis_stack``: see axis_stack.cli."""
+
+from axis_stack.cli import main
+
+raise SystemExit(main())

