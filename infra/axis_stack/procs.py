@@ -37,13 +37,20 @@ def start_time_of(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _pgid_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] == "Z" else int(fields[2])
+def _proc_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (ppid, pgid, start time) of every live (non-zombie) process."""
+    table: dict[int, tuple[int, int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[19]))
+    return table
 
 
 def record_of(pid: int) -> ProcRecord:
@@ -60,18 +67,27 @@ def is_alive(rec: ProcRecord) -> bool:
 
 
 def group_members(rec: ProcRecord) -> list[int]:
-    """Pids alive in the process group led by ``rec`` that started no earlier than it (its children)."""
+    """Live pids of ``rec``: itself, its process group and its descendants (started no earlier than it)."""
+    table = _proc_table()
     members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for pid, (_, pgid, start) in table.items():
+        if start < rec.start_time:
             continue
-        pid = int(entry.name)
-        if _pgid_of(pid) != rec.pid:
-            continue
-        start = start_time_of(pid)
-        if start is not None and start >= rec.start_time:
+        if pid == rec.pid or pgid == rec.pid or _descends_from(pid, rec.pid, table):
             members.append(pid)
+    if rec.pid in members and table[rec.pid][2] != rec.start_time:
+        members.remove(rec.pid)  # a reused pid, not ours
     return members
+
+
+def _descends_from(pid: int, ancestor: int, table: dict[int, tuple[int, int, int]]) -> bool:
+    seen = 0
+    while pid in table and seen < 64:
+        pid = table[pid][0]
+        if pid == ancestor:
+            return True
+        seen += 1
+    return False
 
 
 def spawn(argv: list[str], *, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> ProcRecord:

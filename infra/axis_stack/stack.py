@@ -121,6 +121,8 @@ def _wait_ready(state: StackState, name: str, progress: _Progress) -> None:
         if not procs.is_alive(rec):
             log = state.logs / f"{name}.log"
             raise RuntimeError(f"{name} exited during start-up; see {log}")
+        if spec.provision is not None:
+            spec.provision(state)
         spec.check(state)
         return True
 
@@ -128,8 +130,6 @@ def _wait_ready(state: StackState, name: str, progress: _Progress) -> None:
         procs.wait_until(ready, timeout=spec.timeout, what=name)
     except TimeoutError as exc:
         raise RuntimeError(f"{exc}; see {state.logs / (name + '.log')}") from exc
-    if spec.provision is not None:
-        spec.provision(state)
     progress.say(f"{name:<8} healthy on 127.0.0.1:{state.ports[name]} (pid {rec.pid})")
 
 
@@ -212,6 +212,11 @@ def _bring_up(state: StackState, todo: list[str], started: list[str], progress: 
             SPECS[name].provision(state)  # type: ignore[misc]
     applied = apply_migrations(state.pg_conninfo())
     progress.say(f"migrations: {', '.join(applied) if applied else 'all applied already'}")
+
+
+def stack_info(data_dir: Path) -> StackInfo:
+    """StackInfo of the stack already started in ``data_dir`` (starts nothing; raises when there is none)."""
+    return info_of(_require_state(Path(data_dir).resolve()))
 
 
 def status(data_dir: Path) -> dict[str, ComponentStatus]:

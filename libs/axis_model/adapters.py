@@ -161,7 +161,7 @@ def save_adapter_dir(model: PeftModel, adapter_name: str, out_dir: str | Path) -
     """Write one adapter (LoRA + head) as adapter_model.safetensors + adapter_config.json (peft format)."""
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model, adapter_name).items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=adapter_name).items()}
     save_file(state, str(root / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     data = model.peft_config[adapter_name].to_dict()
     for key, value in list(data.items()):

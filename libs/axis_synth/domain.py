@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from axis_contracts.wells import PlateType
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WellShape = Literal["round", "square"]
 RGB = tuple[float, float, float]
@@ -26,14 +25,14 @@ class Domain(BaseModel):
     imager_id: str = "imager-1"
     # well outline: round or square (with rounded corners); half-size relative to the short side
     well_shape: WellShape = "round"
-    well_radius: float = Field(default=0.72, gt=0.2, le=2.0)
+    well_radius: float = Field(default=0.78, gt=0.2, le=2.0)
     well_darkness: float = Field(default=0.35, ge=0.0, le=1.0)
     # illumination: RGB transmission of the empty field, linear gradient and vignetting strength
     illumination: RGB = (0.71, 0.80, 0.57)
     gradient: float = Field(default=0.10, ge=0.0, le=1.0)
     vignette: float = Field(default=0.10, ge=0.0, le=1.0)
     # optics: Gaussian focus blur (pixels at a 224 px short side, scaled with size) and sensor noise (grey levels)
-    blur_sigma: float = Field(default=0.35, ge=0.0, le=10.0)
+    blur_sigma: float = Field(default=0.25, ge=0.0, le=10.0)
     noise: float = Field(default=2.0, ge=0.0, le=60.0)
     # drop: semi-axis range, darkness of the rim and interior
     drop_radius: tuple[float, float] = (0.24, 0.34)
@@ -42,11 +41,11 @@ class Domain(BaseModel):
     # crystals: longest-side length range of single crystals, darkness of their edges, facet shading
     crystal_size: tuple[float, float] = (0.07, 0.14)
     edge_contrast: float = Field(default=0.85, ge=0.0, le=1.0)
-    facet_contrast: float = Field(default=0.18, ge=0.0, le=1.0)
+    facet_contrast: float = Field(default=0.5, ge=0.0, le=1.0)
     dust: float = Field(default=1.0, ge=0.0, le=10.0)
     # UV: field, drop glow, crystal and precipitate brightness (0..1), blur and noise
     has_uv: bool = True
-    uv_background: float = Field(default=0.09, ge=0.0, le=1.0)
+    uv_background: float = Field(default=0.12, ge=0.0, le=1.0)
     uv_drop_glow: float = Field(default=0.09, ge=0.0, le=1.0)
     uv_crystal: float = Field(default=0.62, ge=0.0, le=1.0)
     uv_precipitate: float = Field(default=0.05, ge=0.0, le=1.0)
@@ -96,7 +95,7 @@ DOMAIN_B = Domain(
     drop_tone=0.08,
     crystal_size=(0.035, 0.075),
     edge_contrast=0.38,
-    facet_contrast=0.08,
+    facet_contrast=0.2,
     dust=2.0,
     uv_background=0.13,
     uv_drop_glow=0.14,

@@ -71,10 +71,11 @@ class PolygonField:
     inradius: float
 
 
-def polygon_field(frame: Frame, verts_px: np.ndarray, pad: float) -> PolygonField | None:
-    """Half-plane distance field of a convex polygon given counter-clockwise or clockwise in pixels."""
+def polygon_field(frame: Frame, verts_px: np.ndarray, pad: float, crop: Crop | None = None) -> PolygonField | None:
+    """Half-plane distance field of a convex polygon (pixels, either winding), on ``crop`` or its own window."""
     v = np.asarray(verts_px, dtype=np.float64)
-    crop = crop_around(frame, v[:, 0].min(), v[:, 0].max(), v[:, 1].min(), v[:, 1].max(), pad)
+    if crop is None:
+        crop = crop_around(frame, v[:, 0].min(), v[:, 0].max(), v[:, 1].min(), v[:, 1].max(), pad)
     if crop is None:
         return None
     nxt = np.roll(v, -1, axis=0)

@@ -79,6 +79,18 @@ def _points_in_drop(rng: np.random.Generator, drop: DropShape, n: int, max_rho: 
     return _rot(local, drop.angle) + np.array([drop.cx, drop.cy])
 
 
+def _spread_points(rng: np.random.Generator, drop: DropShape, sizes: np.ndarray, max_rho: float) -> np.ndarray:
+    """Points inside the drop, re-drawn a few times so that objects of these sizes rarely overlap."""
+    pts = _points_in_drop(rng, drop, len(sizes), max_rho)
+    for i in range(1, len(sizes)):
+        for _ in range(20):
+            gap = np.linalg.norm(pts[:i] - pts[i], axis=1) - 0.6 * (sizes[:i] + sizes[i])
+            if gap.min() > 0:
+                break
+            pts[i] = _points_in_drop(rng, drop, 1, max_rho)[0]
+    return pts
+
+
 def _outline(rng: np.random.Generator, kind: str, length: float) -> np.ndarray:
     """Convex outline of a crystal habit, centred at the origin, long axis along x."""
     h = length / 2.0
@@ -117,12 +129,13 @@ def _onsets(rng: np.random.Generator, n: int, spread: float) -> np.ndarray:
 def _single_crystals(rng: np.random.Generator, spec: DropSpec, domain: Domain, drop: DropShape) -> list[Crystal]:
     n = 1 if spec.subtype == "single" else int(rng.integers(2, 6))
     lo, hi = domain.crystal_size
-    centres = _points_in_drop(rng, drop, n, 0.72)
+    lengths = rng.uniform(lo, hi, n)
+    centres = _spread_points(rng, drop, lengths, 0.72)
     onsets = _onsets(rng, n, 0.4)
     out = []
     for i in range(n):
         kind = str(rng.choice(["prism", "prism", "bipyramid", "block"]))
-        shape = _outline(rng, kind, rng.uniform(lo, hi))
+        shape = _outline(rng, kind, lengths[i])
         out.append(Crystal(_place(shape, rng.uniform(0, np.pi), centres[i]), onsets[i], rng.uniform(0.8, 1.1), "facet"))
     return out
 
@@ -135,7 +148,7 @@ def _needles(rng: np.random.Generator, spec: DropSpec, domain: Domain, drop: Dro
         onsets = _onsets(rng, len(hubs), 0.3)
         for hub, onset in zip(hubs, onsets, strict=True):
             for _ in range(int(rng.integers(5, 13))):
-                length = rng.uniform(0.9, 1.8) * hi
+                length = rng.uniform(0.6, 1.2) * hi
                 ang = rng.uniform(0, 2 * np.pi)
                 centre = hub + 0.5 * length * np.array([np.cos(ang), np.sin(ang)])
                 out.append(Crystal(_place(_outline(rng, "needle", length), ang, centre), onset, 0.9, "needle"))
@@ -144,7 +157,7 @@ def _needles(rng: np.random.Generator, spec: DropSpec, domain: Domain, drop: Dro
     centres = _points_in_drop(rng, drop, n, 0.75)
     onsets = _onsets(rng, n, 0.4)
     for i in range(n):
-        length = rng.uniform(0.8, 1.8) * (lo + hi) / 2.0
+        length = rng.uniform(0.7, 1.5) * (lo + hi) / 2.0
         shape = _outline(rng, "needle", length)
         out.append(Crystal(_place(shape, rng.uniform(0, np.pi), centres[i]), onsets[i], 0.9, "needle"))
     return out
@@ -153,9 +166,9 @@ def _needles(rng: np.random.Generator, spec: DropSpec, domain: Domain, drop: Dro
 def _microcrystals(rng: np.random.Generator, spec: DropSpec, domain: Domain, drop: DropShape) -> list[Crystal]:
     lo = domain.crystal_size[0]
     if spec.subtype == "clumps":
-        hubs = _points_in_drop(rng, drop, int(rng.integers(2, 5)), 0.8)
+        hubs = _points_in_drop(rng, drop, int(rng.integers(2, 5)), 0.65)
         centres = np.concatenate(
-            [hub + rng.normal(0.0, lo * 0.6, (int(rng.integers(8, 20)), 2)) for hub in hubs],
+            [hub + rng.normal(0.0, lo * 0.4, (int(rng.integers(8, 20)), 2)) for hub in hubs],
             axis=0,
         )
     else:
@@ -179,7 +192,9 @@ def _droplets(rng: np.random.Generator, spec: DropSpec, drop: DropShape) -> np.n
     return np.concatenate([xy, r[:, None]], axis=1)
 
 
-def _specks(rng: np.random.Generator, n: int, centres: np.ndarray, spread: float, size: tuple[float, float]) -> np.ndarray:
+def _specks(
+    rng: np.random.Generator, n: int, centres: np.ndarray, spread: float, size: tuple[float, float]
+) -> np.ndarray:
     """Rows (x, y, sigma, darkness) of small dark specks scattered around ``centres``."""
     if n == 0:
         return np.zeros((0, 4))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 
 import numpy as np
@@ -52,7 +53,9 @@ def measure_image(data: bytes, *, analysis_max_side: int = 1024) -> ImageMeasure
                 img.draft("L", (width // factor, height // factor))
             img.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return ImageFailure(reason=f"undecodable image: {type(exc).__name__}: {exc}", sha256=digest)
+        # drop object reprs ("<_io.BytesIO object at 0x...>") so that the reason is the same on every run
+        message = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc))
+        return ImageFailure(reason=f"undecodable image: {type(exc).__name__}: {message}", sha256=digest)
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
     gray_img = Image.fromarray(_to_gray8(img))

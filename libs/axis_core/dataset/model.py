@@ -125,8 +125,13 @@ class Item:
 
     @property
     def class_key(self) -> str:
-        """Label for counting; ``unresolved`` before consensus has decided a curated item."""
-        return self.label if self.label is not None else UNRESOLVED
+        """Label for counting: before consensus an agreement counts as its human label, a curated item as unresolved."""
+        if self.label is not None:
+            return self.label
+        c = self.candidate
+        if c.label_source == "agreement" and c.human_label is not None:
+            return c.human_label
+        return UNRESOLVED
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,9 @@ class StageReport:
         }
 
 
-def stage_report(stage: str, enabled: bool, before: Sequence[Item], kept: Sequence[Item], removed: Sequence[Removal]) -> StageReport:
+def stage_report(
+    stage: str, enabled: bool, before: Sequence[Item], kept: Sequence[Item], removed: Sequence[Removal]
+) -> StageReport:
     """Summarise one stage's input, output and removals."""
     reasons = Counter(r.reason for r in removed)
     return StageReport(stage, enabled, Counts.of(before), Counts.of(kept), dict(sorted(reasons.items())))
@@ -122,7 +124,17 @@ class QCReport:
         for s in self.stages:
             reasons = ", ".join(f"{k} {v}" for k, v in s.removed_by_reason.items())
             on = "yes" if s.enabled else "no"
-            rows.append([s.stage, on, str(s.before.total), str(s.removed), str(s.after.total), *_cols(s.after, classes, modes), reasons])
+            rows.append(
+                [
+                    s.stage,
+                    on,
+                    str(s.before.total),
+                    str(s.removed),
+                    str(s.after.total),
+                    *_cols(s.after, classes, modes),
+                    reasons,
+                ]
+            )
         out = [_table(header, rows)]
         if self.splits:
             split_header = ["split", "plates", "images", *classes, *modes]

@@ -37,14 +37,15 @@ def assign_plates(items: Sequence[Item], cfg: SplitConfig) -> dict[str, Split]:
     for counts in per_plate.values():
         totals.update(counts)
     classes = sorted(totals)
-    target = {"train": {c: cfg.train_ratio * totals[c] for c in classes}, "val": {c: cfg.val_ratio * totals[c] for c in classes}}
+    target = {
+        "train": {c: cfg.train_ratio * totals[c] for c in classes},
+        "val": {c: cfg.val_ratio * totals[c] for c in classes},
+    }
     have: dict[str, Counter[str]] = {"train": Counter(), "val": Counter()}
     assigned: dict[str, Split] = {}
     for plate in order:
         counts = per_plate[plate]
-        need = {
-            s: sum(counts[c] * (target[s][c] - have[s][c]) / totals[c] for c in classes) for s in ("train", "val")
-        }
+        need = {s: sum(counts[c] * (target[s][c] - have[s][c]) / totals[c] for c in classes) for s in ("train", "val")}
         split: Split = "val" if need["val"] > need["train"] else "train"
         assigned[plate] = split
         have[split].update(counts)

@@ -1,0 +1,1 @@
+"""Curation service: curator queue, plate map and dataset export (FastAPI + plain HTML/JS pages)."""

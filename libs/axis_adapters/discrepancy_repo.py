@@ -1,0 +1,412 @@
+"""PostgreSQL side of the discrepancy service: idempotency claims, inspection look-ups, batch writes, statistics.
+
+Every statement is parameterised; batch writes use ``executemany`` (pipelined by psycopg) inside the caller's
+transaction, so one Kafka batch is one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from axis_contracts import DiscrepancyFound, DiscrepancyKind
+from axis_core.discrepancy import Comparison, FoldResult, HumanScore, InspectionState, MlScore
+from axis_core.stats import GroupBy, GroupCounts, StatsReport, check_group_by, summarise
+from psycopg import AsyncConnection, Connection, sql
+
+
+async def claim_events(conn: AsyncConnection, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+    """Record events as processed by ``consumer``; return those not processed before (the ones to apply)."""
+    if not event_ids:
+        return set()
+    cur = await conn.execute(
+        "INSERT INTO processed_events (consumer, event_id) SELECT %s, unnest(%s::uuid[]) "
+        "ON CONFLICT DO NOTHING RETURNING event_id",
+        (consumer, list(event_ids)),
+    )
+    return {row[0] for row in await cur.fetchall()}
+
+
+async def known_inspections(conn: AsyncConnection, inspection_ids: Sequence[str]) -> set[str]:
+    """The inspections among ``inspection_ids`` that an image or an ML score names."""
+    if not inspection_ids:
+        return set()
+    ids = list(inspection_ids)
+    cur = await conn.execute(
+        "SELECT inspection_id FROM images WHERE inspection_id = ANY(%s) "
+        "UNION SELECT inspection_id FROM ml_scores WHERE inspection_id = ANY(%s)",
+        (ids, ids),
+    )
+    return {row[0] for row in await cur.fetchall()}
+
+
+@dataclass(frozen=True)
+class DropRef:
+    """A user score's reference by experiment and time instead of inspection id."""
+
+    plate_barcode: str
+    well: str
+    drop: int
+    scored_at: datetime
+
+
+async def resolve_refs(conn: AsyncConnection, refs: Sequence[DropRef]) -> list[str | None]:
+    """For each reference, the latest inspection of that drop imaged at or before ``scored_at`` (None if none)."""
+    if not refs:
+        return []
+    cur = await conn.execute(
+        """
+        SELECT r.ord, (
+            SELECT c.inspection_id FROM (
+                SELECT inspection_id, imaged_at FROM images
+                 WHERE plate_barcode = r.plate AND well = r.well AND drop_no = r.drop_no AND imaged_at <= r.at
+                UNION ALL
+                SELECT inspection_id, imaged_at FROM ml_scores
+                 WHERE plate_barcode = r.plate AND well = r.well AND drop_no = r.drop_no AND imaged_at <= r.at
+            ) c ORDER BY c.imaged_at DESC, c.inspection_id DESC LIMIT 1)
+        FROM unnest(%s::text[], %s::text[], %s::int[], %s::timestamptz[]) WITH ORDINALITY
+             AS r(plate, well, drop_no, at, ord)
+        """,
+        (
+            [r.plate_barcode for r in refs],
+            [r.well for r in refs],
+            [r.drop for r in refs],
+            [r.scored_at for r in refs],
+        ),
+    )
+    found = {int(row[0]): row[1] for row in await cur.fetchall()}
+    return [found.get(i + 1) for i in range(len(refs))]
+
+
+async def lock_inspections(conn: AsyncConnection, inspection_ids: Sequence[str]) -> None:
+    """Serialise writers of the same inspections (two consumers, two partitions) until the transaction ends."""
+    if inspection_ids:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(i, 4300)) FROM unnest(%s::text[]) AS i",
+            (sorted(set(inspection_ids)),),
+        )
+
+
+_ML_COLS = (
+    "inspection_id, plate_barcode, plate_type, well, drop_no, imaged_at, fused_probability, label, threshold, "
+    "model_name, model_version, event_id, scored_at"
+)
+_USER_COLS = "event_id, inspection_id, user_id, raw_class, human_label, scored_at"
+
+
+def _ml_from_row(r: Sequence[Any]) -> MlScore:
+    return MlScore(
+        inspection_id=r[0],
+        plate_barcode=r[1],
+        plate_type=r[2],
+        well=r[3],
+        drop=r[4],
+        imaged_at=r[5],
+        probability=r[6],
+        threshold=r[8],
+        model_name=r[9],
+        model_version=r[10],
+        event_id=r[11],
+        scored_at=r[12],
+    )
+
+
+async def load_states(conn: AsyncConnection, inspection_ids: Sequence[str]) -> dict[str, InspectionState]:
+    """Current ML score, latest human score and last compared pair of each inspection."""
+    ids = sorted(set(inspection_ids))
+    states = {i: InspectionState(inspection_id=i) for i in ids}
+    if not ids:
+        return states
+    cur = await conn.execute(f"SELECT {_ML_COLS} FROM ml_scores WHERE inspection_id = ANY(%s)", (ids,))  # noqa: S608
+    for r in await cur.fetchall():
+        states[r[0]].ml = _ml_from_row(r)
+    cur = await conn.execute(
+        f"SELECT DISTINCT ON (inspection_id) {_USER_COLS} FROM user_scores "  # noqa: S608
+        "WHERE inspection_id = ANY(%s) ORDER BY inspection_id, scored_at DESC, event_id DESC",
+        (ids,),
+    )
+    for r in await cur.fetchall():
+        states[r[1]].human = HumanScore(
+            event_id=r[0], inspection_id=r[1], user_id=r[2], raw_class=r[3], label=r[4], scored_at=r[5]
+        )
+    cur = await conn.execute(
+        "SELECT inspection_id, revision, ml_event_id, user_event_id FROM comparisons WHERE inspection_id = ANY(%s)",
+        (ids,),
+    )
+    for r in await cur.fetchall():
+        states[r[0]].revision = r[1]
+        states[r[0]].pair = (r[2], r[3])
+    return states
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Transpose rows into one list per column (the arrays that ``unnest`` turns back into rows)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+async def _insert_unnest(
+    conn: AsyncConnection, statement: str, types: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """``statement`` with ``{rows}`` replaced by ``unnest(%s::t1[], …)``: one round trip for any number of rows."""
+    if not rows:
+        return
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    query = statement.replace("{rows}", f"unnest({arrays})")
+    await conn.execute(query.encode(), _columns(rows, len(types)))
+
+
+_ML_TYPES = ("text", "text", "text", "text", "int", "timestamptz", "float8", "text", "float8", "text", "text", "uuid",
+             "timestamptz")  # fmt: skip
+
+
+def _ml_row(m: MlScore) -> tuple[Any, ...]:
+    return (m.inspection_id, m.plate_barcode, m.plate_type, m.well, m.drop, m.imaged_at, m.probability, m.label,
+            m.threshold, m.model_name, m.model_version, m.event_id, m.scored_at)  # fmt: skip
+
+
+_CMP_TYPES = ("text", "text", "text", "int", "timestamptz", "float8", "text", "float8", "text", "text", "text", "text",
+              "text", "uuid", "uuid", "bool", "text", "int")  # fmt: skip
+
+
+def _cmp_row(c: Comparison) -> tuple[Any, ...]:
+    m, h = c.ml, c.human
+    return (c.inspection_id, m.plate_barcode, m.well, m.drop, m.imaged_at, m.probability, m.label, m.threshold,
+            m.model_name, m.model_version, h.label, h.raw_class, h.user_id, h.event_id, m.event_id, c.agrees,
+            _kind(c), c.revision)  # fmt: skip
+
+
+def _kind(c: Comparison) -> str | None:
+    return c.kind.value if c.kind else None
+
+
+async def save_batch(
+    conn: AsyncConnection, *, mls: Sequence[MlScore], humans: Sequence[HumanScore], results: Sequence[FoldResult]
+) -> None:
+    """Persist one batch: score histories, latest ML scores, comparisons (+history), queue items, supersessions."""
+    await _insert_unnest(
+        conn,
+        "INSERT INTO ml_score_history (event_id, inspection_id, fused_probability, label, threshold, model_name, "
+        "model_version, scored_at) SELECT * FROM {rows} ON CONFLICT DO NOTHING",
+        ("uuid", "text", "float8", "text", "float8", "text", "text", "timestamptz"),
+        [
+            (
+                m.event_id,
+                m.inspection_id,
+                m.probability,
+                m.label,
+                m.threshold,
+                m.model_name,
+                m.model_version,
+                m.scored_at,
+            )
+            for m in mls
+        ],  # fmt: skip
+    )
+    await _insert_unnest(
+        conn,
+        f"INSERT INTO user_scores ({_USER_COLS}) SELECT * FROM {{rows}} ON CONFLICT DO NOTHING",  # noqa: S608
+        ("uuid", "text", "text", "text", "text", "timestamptz"),
+        [(h.event_id, h.inspection_id, h.user_id, h.raw_class, h.label, h.scored_at) for h in humans],
+    )
+    await _insert_unnest(
+        conn,
+        f"INSERT INTO ml_scores ({_ML_COLS}) SELECT * FROM {{rows}} "  # noqa: S608
+        "ON CONFLICT (inspection_id) DO UPDATE SET plate_barcode = EXCLUDED.plate_barcode, "
+        "plate_type = EXCLUDED.plate_type, well = EXCLUDED.well, drop_no = EXCLUDED.drop_no, "
+        "imaged_at = EXCLUDED.imaged_at, fused_probability = EXCLUDED.fused_probability, "
+        "label = EXCLUDED.label, threshold = EXCLUDED.threshold, model_name = EXCLUDED.model_name, "
+        "model_version = EXCLUDED.model_version, event_id = EXCLUDED.event_id, scored_at = EXCLUDED.scored_at",
+        _ML_TYPES,
+        [_ml_row(r.state.ml) for r in results if r.ml_changed and r.state.ml is not None],
+    )
+    history = [c for r in results for c in r.comparisons]
+    if not history:
+        return
+    await _insert_unnest(
+        conn,
+        "INSERT INTO comparison_history (inspection_id, revision, ml_probability, ml_label, model_version, "
+        "human_label, human_class, user_id, agrees, kind) SELECT * FROM {rows} ON CONFLICT DO NOTHING",
+        ("text", "int", "float8", "text", "text", "text", "text", "text", "bool", "text"),
+        [
+            (
+                c.inspection_id,
+                c.revision,
+                c.ml.probability,
+                c.ml.label,
+                c.ml.model_version,
+                c.human.label,
+                c.human.raw_class,
+                c.human.user_id,
+                c.agrees,
+                c.kind.value if c.kind else None,
+            )
+            for c in history
+        ],  # fmt: skip
+    )
+    latest = [r.comparisons[-1] for r in results if r.comparisons]
+    await _insert_unnest(
+        conn,
+        "INSERT INTO comparisons (inspection_id, plate_barcode, well, drop_no, imaged_at, ml_probability, ml_label, "
+        "threshold, model_name, model_version, human_label, human_class, user_id, user_event_id, ml_event_id, agrees, "
+        "kind, revision) SELECT * FROM {rows} "
+        "ON CONFLICT (inspection_id) DO UPDATE SET plate_barcode = EXCLUDED.plate_barcode, "
+        "well = EXCLUDED.well, drop_no = EXCLUDED.drop_no, imaged_at = EXCLUDED.imaged_at, "
+        "ml_probability = EXCLUDED.ml_probability, ml_label = EXCLUDED.ml_label, threshold = EXCLUDED.threshold, "
+        "model_name = EXCLUDED.model_name, model_version = EXCLUDED.model_version, "
+        "human_label = EXCLUDED.human_label, human_class = EXCLUDED.human_class, user_id = EXCLUDED.user_id, "
+        "user_event_id = EXCLUDED.user_event_id, ml_event_id = EXCLUDED.ml_event_id, agrees = EXCLUDED.agrees, "
+        "kind = EXCLUDED.kind, revision = EXCLUDED.revision, updated_at = now()",
+        _CMP_TYPES,
+        [_cmp_row(c) for c in latest],
+    )
+    await _insert_unnest(
+        conn,
+        "INSERT INTO discrepancies (inspection_id, plate_barcode, plate_type, well, drop_no, kind, ml_probability, "
+        "ml_label, threshold, model_name, model_version, human_label, human_class, user_id, ml_event_id, "
+        "user_event_id, published_at) SELECT *, NULL::timestamptz FROM {rows} ON CONFLICT DO NOTHING",
+        (
+            "text",
+            "text",
+            "text",
+            "text",
+            "int",
+            "text",
+            "float8",
+            "text",
+            "float8",
+            "text",
+            "text",
+            "text",
+            "text",
+            "text",
+            "uuid",
+            "uuid",
+        ),  # fmt: skip
+        [
+            (
+                c.inspection_id,
+                c.ml.plate_barcode,
+                c.ml.plate_type,
+                c.ml.well,
+                c.ml.drop,
+                c.kind.value if c.kind else None,
+                c.ml.probability,
+                c.ml.label,
+                c.ml.threshold,
+                c.ml.model_name,
+                c.ml.model_version,
+                c.human.label,
+                c.human.raw_class,
+                c.human.user_id,
+                c.ml.event_id,
+                c.human.event_id,
+            )
+            for c in history
+            if not c.agrees
+        ],  # fmt: skip
+    )
+    # An open item whose pair is no longer the inspection's current comparison is superseded; a first
+    # comparison (revision 1, alone in the batch) has no older item to supersede.
+    latest = [r.comparisons[-1] for r in results if r.comparisons and r.comparisons[-1].revision > 1]
+    if not latest:
+        return
+    await conn.execute(
+        "UPDATE discrepancies d SET status = 'superseded' "
+        "FROM unnest(%s::text[], %s::uuid[], %s::uuid[]) AS cur(inspection_id, ml_event_id, user_event_id) "
+        "WHERE d.inspection_id = cur.inspection_id AND d.status = 'open' "
+        "AND (d.ml_event_id, d.user_event_id) <> (cur.ml_event_id, cur.user_event_id)",
+        ([c.inspection_id for c in latest], [c.ml.event_id for c in latest], [c.human.event_id for c in latest]),
+    )
+
+
+_OUTBOX_COLS = (
+    "id, inspection_id, plate_barcode, plate_type, well, drop_no, kind, ml_probability, ml_label, threshold, "
+    "model_name, model_version, human_label, human_class, user_id, status"
+)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A queue item waiting for its DiscrepancyFound; ``event`` is None when it was superseded meanwhile."""
+
+    discrepancy_id: int
+    event: DiscrepancyFound | None
+
+
+async def claim_unpublished(conn: AsyncConnection, *, producer: str, limit: int = 500) -> list[OutboxItem]:
+    """Lock up to ``limit`` unpublished queue items (others' locks skipped) and build their events."""
+    cur = await conn.execute(
+        f"SELECT {_OUTBOX_COLS} FROM discrepancies WHERE published_at IS NULL "  # noqa: S608
+        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (limit,),
+    )
+    out = []
+    for r in await cur.fetchall():
+        event = None
+        if r[15] == "open":
+            event = DiscrepancyFound(
+                producer=producer,
+                discrepancy_id=r[0],
+                inspection_id=r[1],
+                plate_barcode=r[2],
+                plate_type=r[3],
+                well=r[4],
+                drop=r[5],
+                kind=DiscrepancyKind(r[6]),
+                ml_probability=r[7],
+                ml_label=r[8],
+                threshold=r[9] if r[9] is not None else 0.5,
+                model_name=r[10],
+                model_version=r[11],
+                human_label=r[12],
+                human_score=r[13],
+                user_id=r[14],
+            )
+        out.append(OutboxItem(discrepancy_id=r[0], event=event))
+    return out
+
+
+async def mark_published(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Record that these items' DiscrepancyFound are on the broker (or that none is due)."""
+    if ids:
+        await conn.execute("UPDATE discrepancies SET published_at = now() WHERE id = ANY(%s)", (list(ids),))
+
+
+_GROUP_KEYS: dict[GroupBy, str] = {
+    "plate": "plate_barcode",
+    "user": "user_id",
+    "model_version": "model_name || ':' || model_version",
+    "week": "to_char(date_trunc('week', imaged_at AT TIME ZONE 'UTC'), 'IYYY-\"W\"IW')",
+}
+
+
+def stats_query(group_by: str) -> sql.Composed:
+    """The aggregation over current comparisons for one of the allowed groupings."""
+    key = sql.SQL(_GROUP_KEYS[check_group_by(group_by)])  # a fixed expression chosen from the table above
+    return sql.SQL(
+        "SELECT {key} AS grp, count(*), count(*) FILTER (WHERE agrees), "
+        "count(*) FILTER (WHERE kind = 'ml_crystal_human_other'), "
+        "count(*) FILTER (WHERE kind = 'ml_other_human_crystal') "
+        "FROM comparisons GROUP BY 1 ORDER BY 1"
+    ).format(key=key)
+
+
+def _report(group_by: str, rows: Sequence[Sequence[Any]]) -> StatsReport:
+    counts = [GroupCounts(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+    return summarise(check_group_by(group_by), counts)
+
+
+async def discrepancy_stats(conn: AsyncConnection, group_by: str) -> StatsReport:
+    """Agreement rate and counts of each discrepancy kind per plate, user, model version or ISO week (imaged)."""
+    cur = await conn.execute(stats_query(group_by))
+    return _report(group_by, await cur.fetchall())
+
+
+def discrepancy_stats_sync(conn: Connection, group_by: str) -> StatsReport:
+    """Synchronous twin of :func:`discrepancy_stats` (CLI, notebooks)."""
+    return _report(group_by, conn.execute(stats_query(group_by)).fetchall())

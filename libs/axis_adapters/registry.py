@@ -1,0 +1,285 @@
+"""Model registry port over MLflow registered models, with an in-memory fake for unit tests.
+
+Conventions (shared by the trainer, the promotion CLI and the inference service):
+
+- registered models ``axis-visible`` / ``axis-uv`` (names configurable), aliases ``champion`` / ``challenger``;
+- each version's artifact is one single-mode bundle directory, logged in its training run under ``bundle``;
+  the version's source is ``runs:/<run_id>/bundle``;
+- version tags: ``threshold`` (decision threshold chosen on validation), ``metric.<name>`` (test metrics,
+  e.g. ``metric.test_recall``), ``dataset_name``, ``dataset_version``, ``parent_version``, ``git_commit``,
+  ``imaging_mode``, and after a promotion ``promoted_by`` / ``promoted_reason`` / ``promoted_at``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+BUNDLE_ARTIFACT = "bundle"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+THRESHOLD_TAG = "threshold"
+METRIC_TAG_PREFIX = "metric."
+
+
+class RegistryError(RuntimeError):
+    """The registry refused an operation or does not know the model / version / alias."""
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One registered model version as the services see it."""
+
+    name: str
+    version: str
+    run_id: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    threshold: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    source: str = ""
+
+
+def metric_tags(metrics: dict[str, float]) -> dict[str, str]:
+    """Version tags that carry metrics (``metric.<name>`` → value as text)."""
+    return {f"{METRIC_TAG_PREFIX}{k}": f"{float(v):.6g}" for k, v in metrics.items()}
+
+
+def _metrics_from_tags(tags: dict[str, str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in tags.items():
+        if k.startswith(METRIC_TAG_PREFIX):
+            try:
+                out[k[len(METRIC_TAG_PREFIX) :]] = float(v)
+            except ValueError:
+                continue
+    return out
+
+
+def _threshold_from_tags(tags: dict[str, str]) -> float | None:
+    raw = tags.get(THRESHOLD_TAG)
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+class Registry(Protocol):
+    """What the trainer, the CLI and the inference service need from a model registry."""
+
+    def champion(self, model_name: str) -> RegisteredVersion | None: ...
+    def version(self, model_name: str, version: str) -> RegisteredVersion: ...
+    def get_alias_version(self, model_name: str, alias: str) -> RegisteredVersion | None: ...
+    def set_alias(self, model_name: str, alias: str, version: str) -> None: ...
+    def set_tags(self, model_name: str, version: str, tags: dict[str, str]) -> None: ...
+    def download_bundle(self, model_name: str, version: str, dest_dir: str | Path) -> Path: ...
+    def register_bundle(
+        self, model_name: str, bundle_dir: str | Path, run_id: str, tags: dict[str, str]
+    ) -> RegisteredVersion: ...
+
+
+class ModelRegistry:
+    """Registry over an MLflow tracking server (``http://…``) or a local store (``sqlite:///…``)."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    @property
+    def client(self) -> Any:
+        """The underlying MlflowClient (for run logging by the trainer)."""
+        return self._client
+
+    def _to_version(self, mv: Any, *, with_run_metrics: bool = True) -> RegisteredVersion:
+        tags = {str(k): str(v) for k, v in (mv.tags or {}).items()}
+        metrics = _metrics_from_tags(tags)
+        if not metrics and with_run_metrics and mv.run_id:
+            try:
+                metrics = {str(k): float(v) for k, v in self._client.get_run(mv.run_id).data.metrics.items()}
+            except Exception:  # noqa: BLE001 - a deleted run must not break reading the version
+                metrics = {}
+        return RegisteredVersion(
+            name=mv.name,
+            version=str(mv.version),
+            run_id=mv.run_id or None,
+            tags=tags,
+            threshold=_threshold_from_tags(tags),
+            metrics=metrics,
+            aliases=tuple(getattr(mv, "aliases", None) or ()),
+            source=str(mv.source or ""),
+        )
+
+    def champion(self, model_name: str) -> RegisteredVersion | None:
+        """The version the ``champion`` alias points to, or None when there is none yet."""
+        return self.get_alias_version(model_name, CHAMPION)
+
+    def get_alias_version(self, model_name: str, alias: str) -> RegisteredVersion | None:
+        """The version an alias points to, or None when the model or the alias does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self._client.get_model_version_by_alias(model_name, alias)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        return self._to_version(mv)
+
+    def version(self, model_name: str, version: str) -> RegisteredVersion:
+        """One version; RegistryError when it does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self._client.get_model_version(model_name, str(version))
+        except MlflowException as exc:
+            raise RegistryError(f"no version {version} of registered model {model_name!r}: {exc.message}") from None
+        return self._to_version(mv)
+
+    def latest_versions(self, model_name: str) -> list[RegisteredVersion]:
+        """All versions of a model, newest first (empty when the model does not exist)."""
+        found = self._client.search_model_versions(f"name = '{_quote(model_name)}'")
+        return sorted((self._to_version(mv, with_run_metrics=False) for mv in found), key=lambda v: -int(v.version))
+
+    def set_alias(self, model_name: str, alias: str, version: str) -> None:
+        """Point an alias at a version (moves it when it exists)."""
+        self._client.set_registered_model_alias(model_name, alias, str(version))
+
+    def set_tags(self, model_name: str, version: str, tags: dict[str, str]) -> None:
+        """Add or overwrite tags on a version."""
+        for k, v in tags.items():
+            self._client.set_model_version_tag(model_name, str(version), k, str(v))
+
+    def download_bundle(self, model_name: str, version: str, dest_dir: str | Path) -> Path:
+        """Download a version's bundle directory into ``dest_dir``; returns the bundle's path."""
+        import mlflow.artifacts
+
+        mv = self._client.get_model_version(model_name, str(version))
+        dest = Path(dest_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        source = str(mv.source or "")
+        if mv.run_id and source == f"runs:/{mv.run_id}/{BUNDLE_ARTIFACT}":
+            path = mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=str(dest), tracking_uri=self.tracking_uri
+            )
+        else:
+            uri = self._client.get_model_version_download_uri(model_name, str(version))
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=str(dest), tracking_uri=self.tracking_uri
+            )
+        return Path(path)
+
+    def register_bundle(
+        self, model_name: str, bundle_dir: str | Path, run_id: str, tags: dict[str, str]
+    ) -> RegisteredVersion:
+        """Log ``bundle_dir`` in the run under ``bundle`` and register it as a new version with ``tags``."""
+        from mlflow.exceptions import MlflowException
+
+        bundle = Path(bundle_dir)
+        if not bundle.is_dir():
+            raise RegistryError(f"bundle directory {bundle} does not exist")
+        self._client.log_artifacts(run_id, str(bundle), artifact_path=BUNDLE_ARTIFACT)
+        try:
+            self._client.create_registered_model(model_name)
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc):
+                raise
+        mv = self._client.create_model_version(
+            name=model_name,
+            source=f"runs:/{run_id}/{BUNDLE_ARTIFACT}",
+            run_id=run_id,
+            tags={k: str(v) for k, v in tags.items()},
+        )
+        return self._to_version(mv)
+
+
+def _is_not_found(exc: Any) -> bool:
+    code = str(getattr(exc, "error_code", ""))
+    return "RESOURCE_DOES_NOT_EXIST" in code or "NOT_FOUND" in code or "not found" in str(exc).lower()
+
+
+def _quote(name: str) -> str:
+    return name.replace("'", "''")
+
+
+@dataclass
+class InMemoryRegistry:
+    """Fake registry for unit tests: bundles are copied into a temporary directory."""
+
+    versions: dict[str, list[RegisteredVersion]] = field(default_factory=dict)
+    aliases: dict[tuple[str, str], str] = field(default_factory=dict)
+    bundles: dict[tuple[str, str], Path] = field(default_factory=dict)
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="axis-registry-")))
+
+    def _find(self, model_name: str, version: str) -> RegisteredVersion:
+        for v in self.versions.get(model_name, []):
+            if v.version == str(version):
+                aliases = tuple(a for (m, a), ver in self.aliases.items() if m == model_name and ver == v.version)
+                return RegisteredVersion(**{**v.__dict__, "aliases": aliases})
+        raise RegistryError(f"no version {version} of registered model {model_name!r}")
+
+    def champion(self, model_name: str) -> RegisteredVersion | None:
+        """The ``champion`` version or None."""
+        return self.get_alias_version(model_name, CHAMPION)
+
+    def version(self, model_name: str, version: str) -> RegisteredVersion:
+        """One version; RegistryError when missing."""
+        return self._find(model_name, version)
+
+    def get_alias_version(self, model_name: str, alias: str) -> RegisteredVersion | None:
+        """The version an alias points to, or None."""
+        ver = self.aliases.get((model_name, alias))
+        return None if ver is None else self._find(model_name, ver)
+
+    def set_alias(self, model_name: str, alias: str, version: str) -> None:
+        """Point an alias at an existing version."""
+        self._find(model_name, version)
+        self.aliases[(model_name, alias)] = str(version)
+
+    def set_tags(self, model_name: str, version: str, tags: dict[str, str]) -> None:
+        """Add or overwrite version tags."""
+        old = self._find(model_name, version)
+        merged = {**old.tags, **{k: str(v) for k, v in tags.items()}}
+        new = RegisteredVersion(
+            name=old.name,
+            version=old.version,
+            run_id=old.run_id,
+            tags=merged,
+            threshold=_threshold_from_tags(merged),
+            metrics=_metrics_from_tags(merged) or old.metrics,
+            source=old.source,
+        )
+        self.versions[model_name] = [new if v.version == old.version else v for v in self.versions[model_name]]
+
+    def download_bundle(self, model_name: str, version: str, dest_dir: str | Path) -> Path:
+        """Copy the stored bundle to ``dest_dir/bundle``."""
+        self._find(model_name, version)
+        dest = Path(dest_dir) / BUNDLE_ARTIFACT
+        shutil.copytree(self.bundles[(model_name, str(version))], dest, dirs_exist_ok=True)
+        return dest
+
+    def register_bundle(
+        self, model_name: str, bundle_dir: str | Path, run_id: str, tags: dict[str, str]
+    ) -> RegisteredVersion:
+        """Store a copy of the bundle as the next version."""
+        existing = self.versions.setdefault(model_name, [])
+        version = str(len(existing) + 1)
+        stored = self.root / model_name / version
+        shutil.copytree(Path(bundle_dir), stored)
+        str_tags = {k: str(v) for k, v in tags.items()}
+        rv = RegisteredVersion(
+            name=model_name,
+            version=version,
+            run_id=run_id,
+            tags=str_tags,
+            threshold=_threshold_from_tags(str_tags),
+            metrics=_metrics_from_tags(str_tags),
+            source=f"runs:/{run_id}/{BUNDLE_ARTIFACT}",
+        )
+        existing.append(rv)
+        self.bundles[(model_name, version)] = stored
+        return rv

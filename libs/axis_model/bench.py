@@ -1,0 +1,278 @@
+"""Model half of the inference benchmark: naive reference path vs this library's fast path, same weights.
+
+The naive path is the public AXIS reference style: one image at a time through a transformers image
+processor and a plain fp32 forward on the unmerged peft model. The fast path decodes with reduced-size
+JPEG decoding and scores with merged, optimised per-mode models (axis_model.fast). Fidelity is measured
+on weights that make confident predictions: a few LoRA + head steps, then the head fitted on features.
+
+    python -m axis_model.bench --size 224 --n 64 --base base
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+from axis_model.classifier import build_classifier
+from axis_model.fast import VARIANTS, FastScorer, Variant
+from axis_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, preprocess_batch
+from axis_model.spec import CRYSTAL_INDEX, BaseSpec, LoraSpec
+from axis_model.training import fit_head, head_features, train_mode
+
+REAL_SIZE = (2295, 1920)
+MODE = "visible"
+
+
+def render_drop(rng: np.random.Generator, crystal: bool, size: tuple[int, int] = REAL_SIZE) -> bytes:
+    """A simple visible-light drop as an RGB JPEG: straight-edged crystals if ``crystal``, else soft blobs."""
+    w, h = size[0] // 4, size[1] // 4
+    img = Image.new("L", (w, h), int(rng.integers(170, 200)))
+    draw = ImageDraw.Draw(img)
+    cx, cy = w / 2 + rng.normal(0, w * 0.03), h / 2 + rng.normal(0, h * 0.03)
+    rx, ry = w * rng.uniform(0.33, 0.4), h * rng.uniform(0.35, 0.42)
+    draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=int(rng.integers(195, 220)), outline=90, width=6)
+    if crystal:
+        for _ in range(int(rng.integers(2, 7))):
+            px, py = cx + rng.uniform(-0.6, 0.6) * rx, cy + rng.uniform(-0.6, 0.6) * ry
+            radius, sides, angle = rng.uniform(12, 45), int(rng.integers(3, 7)), rng.uniform(0, np.pi)
+            pts = [
+                (px + radius * np.cos(angle + 2 * np.pi * k / sides), py + radius * np.sin(angle + 2 * np.pi * k / sides))
+                for k in range(sides)
+            ]
+            fill = int(rng.choice([40, 240]))
+            draw.polygon(pts, fill=fill, outline=20, width=3)
+    else:
+        blobs = Image.new("L", (w, h), 0)
+        bdraw = ImageDraw.Draw(blobs)
+        for _ in range(int(rng.integers(10, 40))):
+            px, py = cx + rng.uniform(-0.7, 0.7) * rx, cy + rng.uniform(-0.7, 0.7) * ry
+            r = rng.uniform(3, 18)
+            bdraw.ellipse((px - r, py - r * rng.uniform(0.6, 1.4), px + r, py + r), fill=int(rng.integers(60, 140)))
+        blobs = blobs.filter(ImageFilter.GaussianBlur(rng.uniform(3, 6)))
+        img = Image.fromarray(np.clip(np.asarray(img, np.int16) - np.asarray(blobs, np.int16), 0, 255).astype(np.uint8))
+    arr = np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+    arr = arr + rng.normal(0, 3, arr.shape).astype(np.float32)
+    gray = np.clip(arr, 0, 255).astype(np.uint8)
+    rgb = np.stack([gray * 0.95, gray, gray * 0.92], axis=-1).astype(np.uint8)  # pale green-grey like the samples
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def synthetic_set(n: int, seed: int) -> tuple[list[bytes], np.ndarray]:
+    """n real-size JPEGs, alternating crystal (label 0) and other (label 1)."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([i % 2 for i in range(n)], dtype=np.int64)
+    return [render_drop(rng, crystal=bool(lab == 0)) for lab in labels], labels
+
+
+def naive_processor(size: int) -> object:
+    """transformers BitImageProcessor (PIL backend) configured like DINOv2's, at size x size, no download."""
+    from transformers import BitImageProcessor
+
+    return BitImageProcessor(
+        do_resize=True,
+        size={"height": size, "width": size},
+        resample=3,
+        do_center_crop=False,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        do_convert_rgb=True,
+    )
+
+
+@torch.inference_mode()
+def naive_scores(model: torch.nn.Module, processor: object, images: Sequence[bytes]) -> np.ndarray:
+    """Reference-script style: per image, PIL open -> grayscale as RGB -> processor -> fp32 forward."""
+    out = np.empty(len(images))
+    for i, data in enumerate(images):
+        img = Image.open(io.BytesIO(data)).convert("L").convert("RGB")  # grayscale -> 3 channels (ARCHITECTURE 5)
+        inputs = processor(images=img, return_tensors="pt")  # type: ignore[operator]
+        logits = model(pixel_values=inputs["pixel_values"]).logits
+        out[i] = float(torch.softmax(logits, dim=-1)[0, CRYSTAL_INDEX])
+    return out
+
+
+@dataclass
+class VariantResult:
+    """One fast-path variant measured on the benchmark images."""
+
+    variant: str
+    ms_per_image: float
+    label_agreement: float
+    max_abs_dp: float
+    build_s: float
+
+    @property
+    def faithful(self) -> bool:
+        """Label agreement >= 99 % and max |dp| <= 0.02 vs the fp32 naive path."""
+        return self.label_agreement >= 0.99 and self.max_abs_dp <= 0.02
+
+
+@dataclass
+class BenchResult:
+    """Result of run_model_benchmark (the service end-to-end part is added by the service benchmark)."""
+
+    size: int
+    n_images: int
+    base: str
+    threads: int
+    naive_ms_per_image: float
+    fast_ms_per_image: float
+    variant: str
+    label_agreement: float
+    max_abs_dp: float
+    naive_accuracy: float
+    confident_share: float
+    variants: list[VariantResult] = field(default_factory=list)
+    naive_probs: list[float] = field(default_factory=list)
+    fast_probs: list[float] = field(default_factory=list)
+
+    @property
+    def speedup(self) -> float:
+        """Naive time per image / fast time per image."""
+        return self.naive_ms_per_image / self.fast_ms_per_image
+
+    @property
+    def naive_img_s(self) -> float:
+        """Naive throughput, images per second."""
+        return 1000.0 / self.naive_ms_per_image
+
+    @property
+    def fast_img_s(self) -> float:
+        """Fast throughput, images per second."""
+        return 1000.0 / self.fast_ms_per_image
+
+    def table(self) -> str:
+        """Human-readable table of every path measured."""
+        rows = [f"{'path':<22}{'ms/img':>9}{'img/s':>8}{'agree':>8}{'max|dp|':>9}{'speedup':>9}"]
+        rows.append(f"{'naive fp32 (unmerged)':<22}{self.naive_ms_per_image:>9.1f}{self.naive_img_s:>8.2f}")
+        for v in self.variants:
+            mark = "" if v.faithful else "  (not faithful)"
+            rows.append(
+                f"{'fast ' + v.variant:<22}{v.ms_per_image:>9.1f}{1000 / v.ms_per_image:>8.2f}"
+                f"{100 * v.label_agreement:>7.1f}%{v.max_abs_dp:>9.4f}{self.naive_ms_per_image / v.ms_per_image:>8.2f}x{mark}"
+            )
+        return "\n".join(rows)
+
+
+def _time_fast(scorer: FastScorer, images: Sequence[bytes], preprocess: PreprocessConfig) -> tuple[np.ndarray, float]:
+    chunk = scorer.batch_size
+    scorer.predict_proba(preprocess_batch(images[:1], preprocess), MODE)  # warm-up, not timed
+    start = time.perf_counter()
+    probs = [scorer.predict_proba(preprocess_batch(images[i : i + chunk], preprocess), MODE) for i in range(0, len(images), chunk)]
+    return np.concatenate(probs), time.perf_counter() - start
+
+
+def run_model_benchmark(
+    size: int,
+    n_images: int,
+    base: str,
+    *,
+    n_train: int = 32,
+    lora_steps: int | None = None,
+    variants: Sequence[Variant] = VARIANTS,
+    seed: int = 0,
+    progress: Callable[[str], None] = print,
+) -> BenchResult:
+    """Train confident weights, then time naive vs each fast variant on the same images; pick the fastest faithful."""
+    t0 = time.perf_counter()
+    progress(f"[bench] rendering {n_train} training + {n_images} benchmark JPEGs at {REAL_SIZE[0]}x{REAL_SIZE[1]}")
+    train_imgs, train_labels = synthetic_set(n_train, seed)
+    bench_imgs, bench_labels = synthetic_set(n_images, seed + 1)
+    spec = BaseSpec.named(base)
+    clf = build_classifier(spec, LoraSpec(), modes=[MODE], preprocess=PreprocessConfig(size=size))
+    trainable, total = clf.parameter_counts(MODE)
+    progress(f"[bench] base={base} size={size}px: {trainable:,} trainable of {total:,} params; threads={torch.get_num_threads()}")
+    train_px = preprocess_batch(train_imgs, clf.preprocess)
+    steps = lora_steps if lora_steps is not None else (60 if base == "tiny" else 3)
+    if steps:
+        losses = train_mode(clf, MODE, train_px, train_labels, steps=steps, lr=1e-3, batch_size=8, seed=seed, bf16=base != "tiny")
+        progress(f"[bench] {steps} LoRA+head steps: loss {losses[0]:.3f} -> {losses[-1]:.3f} ({time.perf_counter() - t0:.0f}s)")
+    feats = head_features(clf, MODE, train_px)
+    loss = fit_head(clf, MODE, feats, train_labels)
+    progress(f"[bench] head fitted on {n_train} feature vectors: loss {loss:.4f} ({time.perf_counter() - t0:.0f}s)")
+
+    processor = naive_processor(size)
+    naive_scores(clf.model, processor, bench_imgs[:1])  # warm-up
+    start = time.perf_counter()
+    naive = naive_scores(clf.model, processor, bench_imgs)
+    naive_ms = 1000 * (time.perf_counter() - start) / n_images
+    accuracy = float(np.mean((naive >= 0.5) == (bench_labels == 0)))
+    confident = float(np.mean((naive < 0.1) | (naive > 0.9)))
+    progress(f"[bench] naive: {naive_ms:.1f} ms/img, accuracy {accuracy:.1%}, confident (p<0.1 or >0.9) {confident:.1%}")
+
+    results: list[VariantResult] = []
+    fast_probs: dict[str, np.ndarray] = {}
+    for variant in variants:
+        b0 = time.perf_counter()
+        scorer = FastScorer.from_classifier(clf, variant=variant, modes=[MODE])
+        build_s = time.perf_counter() - b0
+        probs, elapsed = _time_fast(scorer, bench_imgs, clf.preprocess)
+        fast_probs[variant] = probs
+        res = VariantResult(
+            variant=variant,
+            ms_per_image=1000 * elapsed / n_images,
+            label_agreement=float(np.mean((probs >= 0.5) == (naive >= 0.5))),
+            max_abs_dp=float(np.max(np.abs(probs - naive))),
+            build_s=build_s,
+        )
+        results.append(res)
+        progress(
+            f"[bench] fast {variant}: {res.ms_per_image:.1f} ms/img, agreement {res.label_agreement:.1%}, "
+            f"max|dp| {res.max_abs_dp:.4f} (built in {build_s:.1f}s)"
+        )
+        del scorer
+    faithful = [r for r in results if r.faithful] or results
+    best = min(faithful, key=lambda r: r.ms_per_image)
+    result = BenchResult(
+        size=size,
+        n_images=n_images,
+        base=base,
+        threads=torch.get_num_threads(),
+        naive_ms_per_image=naive_ms,
+        fast_ms_per_image=best.ms_per_image,
+        variant=best.variant,
+        label_agreement=best.label_agreement,
+        max_abs_dp=best.max_abs_dp,
+        naive_accuracy=accuracy,
+        confident_share=confident,
+        variants=results,
+        naive_probs=[float(p) for p in naive],
+        fast_probs=[float(p) for p in fast_probs[best.variant]],
+    )
+    progress(result.table())
+    progress(
+        f"model speedup: {result.speedup:.2f}x (fast {result.fast_img_s:.1f} img/s [{best.variant}] vs naive "
+        f"{result.naive_img_s:.1f} img/s, label agreement {100 * best.label_agreement:.1f}%, "
+        f"max |dp| {best.max_abs_dp:.3f}, size {size} px, model {base}, {time.perf_counter() - t0:.0f}s total)"
+    )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI: python -m axis_model.bench --size 224 --n 64 --base base."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--n", type=int, default=64, help="benchmark images")
+    parser.add_argument("--base", default="base", help="'base', 'tiny', or a local DINOv2 directory")
+    parser.add_argument("--train", type=int, default=32, help="training images for the confident weights")
+    parser.add_argument("--lora-steps", type=int, default=None)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of fp32,bf16,int8")
+    args = parser.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v in VARIANTS]
+    run_model_benchmark(args.size, args.n, args.base, n_train=args.train, lora_steps=args.lora_steps, variants=variants)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Command line: serve the web app, create accounts, export datasets, list them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from axis_adapters.settings import load_settings
+
+from axis_curation.settings import CurationSettings
+
+PASSWORD_ENV = "AXIS_NEW_USER_PASSWORD"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m axis_curation", description="AXIS Loop curation service")
+    sub = p.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="serve the web app and API (default)")
+    serve.add_argument("--host", default=None, help="bind address (default AXIS_CURATION__HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default AXIS_CURATION__PORT, 8085)")
+    user = sub.add_parser("create-user", help=f"create an account; password from ${PASSWORD_ENV} or stdin")
+    user.add_argument("name")
+    user.add_argument("--role", choices=["curator", "admin", "lims"], default="curator")
+    exp = sub.add_parser("export", help="build a dataset version, write it to S3, publish DatasetExported")
+    exp.add_argument("--name", required=True)
+    exp.add_argument("--purpose", choices=["train", "test"], default="train")
+    exp.add_argument("--version", default=None, help="default: next integer for this name")
+    exp.add_argument("--config", default=None, help="DatasetConfig overrides: JSON text or @file.json")
+    exp.add_argument("--plates", default=None, help="comma-separated plates to take candidates from")
+    exp.add_argument("--created-by", default=os.environ.get("USER", "cli"))
+    exp.add_argument("--no-publish", action="store_true", help="do not publish DatasetExported")
+    sub.add_parser("datasets", help="list recorded dataset versions")
+    return p
+
+
+def _read_password() -> str:
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env:
+        return from_env
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise SystemExit("the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _config_arg(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise SystemExit("--config must be a JSON object")
+    return value
+
+
+def _serve(settings: CurationSettings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from axis_curation.app import create_app
+    from axis_curation.context import build_services
+
+    app = create_app(build_services(settings))
+    uvicorn.run(app, host=host or settings.curation.host, port=port or settings.curation.port, log_level="info")
+    return 0
+
+
+def _create_user(settings: CurationSettings, name: str, role: str) -> int:
+    from axis_adapters.auth import AuthError
+
+    from axis_curation.context import build_services
+
+    services = build_services(settings, with_broker=False)
+    try:
+        services.authenticator.create_account(name, _read_password(), role)
+    except AuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for c in services.closers:
+            c.close()
+    print(f"created account {name!r} with role {role}")
+    return 0
+
+
+async def _export(settings: CurationSettings, args: argparse.Namespace) -> int:
+    from axis_adapters.curation_repo import DatasetExists
+    from axis_adapters.kafka import publish_event
+    from pydantic import ValidationError
+
+    from axis_curation.context import build_services, close_services, open_services
+    from axis_curation.export import ExportRequest
+
+    services = build_services(settings, with_broker=not args.no_publish)
+    await open_services(services)
+    try:
+        plates = [p.strip() for p in args.plates.split(",") if p.strip()] if args.plates else None
+        request = ExportRequest(
+            name=args.name, purpose=args.purpose, version=args.version, config=_config_arg(args.config), plates=plates
+        )
+        result = await asyncio.to_thread(services.exporter.export, request, created_by=args.created_by)
+    except (ValidationError, DatasetExists, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        await close_services(services)
+        return 2
+    try:
+        if services.publisher is not None:
+            await publish_event(services.publisher, result.event(settings.curation.producer))
+    finally:
+        await close_services(services)
+    print(result.result.report.to_markdown())
+    print(json.dumps(result.record.model_dump(mode="json"), indent=2, sort_keys=True))
+    return 0
+
+
+def _datasets(settings: CurationSettings) -> int:
+    from axis_curation.context import build_services
+
+    services = build_services(settings, with_broker=False)
+    try:
+        for d in services.repo.datasets():
+            print(f"{d.name}\t{d.version}\t{d.purpose}\t{d.manifest_sha256[:12]}\t{d.manifest_uri}")
+    finally:
+        for c in services.closers:
+            c.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m axis_curation``."""
+    args = _parser().parse_args(argv)
+    settings = load_settings(CurationSettings)
+    if args.command in (None, "serve"):
+        return _serve(settings, getattr(args, "host", None), getattr(args, "port", None))
+    if args.command == "create-user":
+        return _create_user(settings, args.name, args.role)
+    if args.command == "export":
+        return asyncio.run(_export(settings, args))
+    return _datasets(settings)

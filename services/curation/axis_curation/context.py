@@ -1,0 +1,88 @@
+"""Wiring in one place: settings -> pool, object store, authenticator, exporter, broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from axis_adapters.auth import Authenticator, PostgresAccountStore
+from axis_adapters.curation_repo import CurationRepo
+from axis_adapters.kafka import Publisher
+from axis_adapters.objectstore import ObjectStore
+
+from axis_curation.consensus import ConsensusRule
+from axis_curation.export import DatasetExporter
+from axis_curation.settings import CurationOptions, CurationSettings
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs; built by ``build_services`` (or by a test with fakes)."""
+
+    env: str
+    options: CurationOptions
+    repo: CurationRepo
+    store: ObjectStore
+    authenticator: Authenticator
+    exporter: DatasetExporter
+    allowed_buckets: list[str]
+    publisher: Publisher | None = None
+    closers: list[Any] = field(default_factory=list)
+
+    @property
+    def rule(self) -> ConsensusRule:
+        """The consensus rule in force."""
+        return ConsensusRule(self.options.consensus_min)
+
+
+def build_services(settings: CurationSettings, *, with_broker: bool = True) -> Services:
+    """Connect to PostgreSQL, S3 and (optionally) Kafka from settings. Close with ``close_services``."""
+    from axis_adapters.db import sync_pool
+    from axis_adapters.kafka import make_broker
+    from axis_adapters.objectstore import MinioObjectStore
+
+    opts = settings.curation
+    pool = sync_pool(settings.postgres, max_size=8)
+    repo = CurationRepo(pool)
+    store = MinioObjectStore(settings.s3)
+    auth = Authenticator(
+        PostgresAccountStore(pool),
+        session_ttl=timedelta(hours=opts.session_hours),
+        api_token_ttl=timedelta(days=opts.api_token_days),
+        bcrypt_rounds=opts.bcrypt_rounds,
+    )
+    exporter = DatasetExporter(
+        repo=repo,
+        store=store,
+        bucket=settings.s3.datasets_bucket,
+        consensus_min=opts.consensus_min,
+        defaults=opts.dataset_defaults,
+        max_image_bytes=opts.max_image_bytes,
+    )
+    broker = make_broker(settings.kafka) if with_broker else None
+    return Services(
+        env=settings.env,
+        options=opts,
+        repo=repo,
+        store=store,
+        authenticator=auth,
+        exporter=exporter,
+        allowed_buckets=list(settings.s3.allowed_buckets),
+        publisher=broker,
+        closers=[pool],
+    )
+
+
+async def open_services(services: Services) -> None:
+    """Connect the broker (if any)."""
+    if services.publisher is not None and hasattr(services.publisher, "connect"):
+        await services.publisher.connect()
+
+
+async def close_services(services: Services) -> None:
+    """Close the broker and the pool."""
+    if services.publisher is not None and hasattr(services.publisher, "stop"):
+        await services.publisher.stop()
+    for c in services.closers:
+        c.close()

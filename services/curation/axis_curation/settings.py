@@ -1,0 +1,35 @@
+"""Settings of the curation service (AXIS_CURATION__*), on top of the shared groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axis_adapters.settings import ServiceSettings
+from axis_contracts.scheme import DEFAULT_SCHEME, ScoreScheme
+from pydantic import BaseModel, Field
+
+
+class CurationOptions(BaseModel):
+    """Curation-specific options."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8085, ge=0, le=65535)
+    consensus_min: int = Field(default=2, ge=1, description="agreeing curator labels that resolve an item")
+    session_hours: float = Field(default=12.0, gt=0)
+    api_token_days: float = Field(default=7.0, gt=0)
+    cookie_secure: bool = Field(default=False, description="set True behind HTTPS")
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    bootstrap_admin: bool = Field(default=True, description="dev mode: create 'admin' with a printed password")
+    max_image_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    queue_page: int = Field(default=50, ge=1, le=1000)
+    score_scheme: ScoreScheme = Field(default_factory=lambda: DEFAULT_SCHEME)
+    dataset_defaults: dict[str, Any] = Field(
+        default_factory=dict, description="DatasetConfig overrides applied to every export before the request's"
+    )
+    producer: str = "curation"
+
+
+class CurationSettings(ServiceSettings):
+    """Everything the curation service reads from the environment."""
+
+    curation: CurationOptions = Field(default_factory=CurationOptions)

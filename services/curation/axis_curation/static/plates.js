@@ -1,0 +1,15 @@
+"use strict";
+async function loadPlates() {
+  const data = await api("/v1/plates");
+  const body = document.getElementById("plates");
+  body.replaceChildren(...data.plates.map((p) => el("tr", {},
+    el("td", {}, el("a", { href: "/plates/" + encodeURIComponent(p.plate_barcode), text: p.plate_barcode })),
+    el("td", { text: p.plate_type + "-well" }), el("td", { text: String(p.wells) }), el("td", { text: when(p.last_imaged_at) }))));
+  if (!data.plates.length) body.append(el("tr", {}, el("td", { colspan: "4", class: "muted", text: "no scored plates yet" })));
+}
+document.getElementById("open-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const code = document.getElementById("barcode").value.trim();
+  if (code) location.href = "/plates/" + encodeURIComponent(code);
+});
+renderHeader("plates").then(loadPlates);

@@ -1,0 +1,53 @@
+"""Settings of the discrepancy service and the LIMS gateway (``AXIS_DISCREPANCY__*``, ``AXIS_LIMS__*``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Self
+
+from axis_adapters.settings import ServiceSettings, refuse_default_secrets
+from axis_contracts import DEFAULT_SCHEME, ScoreScheme, topics
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+
+
+class DiscrepancyOptions(BaseModel):
+    """Consumer group, topics and micro-batch size of the discrepancy service."""
+
+    group_id: str = "axis-discrepancy"
+    crystal_scored_topic: str = topics.CRYSTAL_SCORED
+    user_scored_topic: str = topics.USER_SCORED
+    max_records: int = Field(default=1000, ge=1, le=10_000)
+    batch_timeout_ms: int = Field(default=100, ge=1)
+    pool_size: int = Field(default=4, ge=1)
+    retry_delay_s: float = Field(default=1.0, ge=0.0, description="pause before redelivery after a DB error")
+
+
+class LimsOptions(BaseModel):
+    """The LIMS side: API key of the HTTP gateway, the facility's score scheme, where the gateway listens."""
+
+    api_key: SecretStr = SecretStr("axis-dev")
+    score_scheme: ScoreScheme = Field(default_factory=lambda: DEFAULT_SCHEME)
+    host: str = "127.0.0.1"
+    port: int = 8070
+
+    @field_validator("score_scheme", mode="before")
+    @classmethod
+    def _scheme_from_mapping(cls, v: Any) -> Any:
+        # AXIS_LIMS__SCORE_SCHEME may be a whole scheme or just {"class": "crystal"|"other", ...}
+        if isinstance(v, str):
+            v = json.loads(v)
+        if isinstance(v, dict) and "classes" not in v:
+            return ScoreScheme.from_mapping(v, name="facility")
+        return v
+
+
+class DiscrepancySettings(ServiceSettings):
+    """Everything the discrepancy service, the LIMS gateway and the benchmark read."""
+
+    discrepancy: DiscrepancyOptions = Field(default_factory=DiscrepancyOptions)
+    lims: LimsOptions = Field(default_factory=LimsOptions)
+
+    @model_validator(mode="after")
+    def _no_default_lims_key(self) -> Self:
+        refuse_default_secrets(self.env, {"AXIS_LIMS__API_KEY": self.lims.api_key})
+        return self

@@ -1,0 +1,283 @@
+"""One micro-batch of ImageCaptured records: parse, dedupe, fetch, preprocess, score, store, publish.
+
+Delivery rules (offsets are committed by FastStream only when ``handle`` returns):
+
+- a permanent per-record problem (schema, bucket, missing/oversized object, undecodable image, mode without a
+  model) goes to the dead-letter topic with the reason; the rest of the batch carries on;
+- a transient problem (PostgreSQL, object store or broker unreachable) raises after a back-off, so the whole
+  batch is redelivered; anything else raises too and, after ``max_batch_attempts`` tries, the batch is
+  dead-lettered so one poison batch cannot stall the partition;
+- scores, fused scores and ``processed_events`` are written in one transaction that commits only after the
+  CrystalScored events were acknowledged by the broker. A redelivered event that is in ``processed_events``
+  is skipped (no second score, no republish). If the commit itself fails after publishing, the redelivery
+  republishes the same CrystalScored with the same ``event_id`` (derived from its content), so downstream
+  consumers dedupe it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from aiokafka.errors import KafkaError
+from axis_adapters.db import is_transient
+from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
+from axis_adapters.objectstore import ForbiddenBucket, ObjectMissing, ObjectStore, ObjectStoreUnavailable, parse_uri
+from axis_adapters.scores_repo import ImageScore, ScoresRepo
+from axis_contracts import CrystalScored, ImageCaptured, InvalidEvent, ModeScore, parse_event
+from axis_core.fusion import ModeProbability, fuse
+from axis_model.preprocess import ImageRejected
+
+from axis_inference.metrics import Metrics
+from axis_inference.models import ModelHolder, Scorer
+
+log = logging.getLogger(__name__)
+
+CRYSTAL_SCORED_NAMESPACE = uuid.UUID("6f1f4a52-5d0e-4c1e-9d8a-7a3c2b1e0f11")
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidEvent,
+    ForbiddenBucket,
+    ObjectMissing,
+    ImageRejected,
+    PermissionError,
+    ValueError,
+)
+
+
+class ModeWithoutModel(ValueError):
+    """An image of a mode the service has no model for."""
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Errors worth redelivering the batch for: database, object store or broker temporarily unreachable."""
+    return is_transient(exc) or isinstance(exc, ObjectStoreUnavailable | KafkaError | ConnectionError | TimeoutError)
+
+
+def scored_event_id(inspection_id: str, scores: dict[str, ModeScore]) -> uuid.UUID:
+    """Deterministic CrystalScored id: the same inspection state always gets the same id."""
+    parts = [f"{m}={s.image_event_id}@{s.model_name}:{s.model_version}" for m, s in sorted(scores.items())]
+    return uuid.uuid5(CRYSTAL_SCORED_NAMESPACE, inspection_id + "|" + ";".join(parts))
+
+
+def fuse_batch(
+    stored: dict[str, dict[str, Any]], scores: Sequence[ImageScore], *, producer: str
+) -> list[CrystalScored]:
+    """Merge new per-image scores into the stored mode scores; one CrystalScored per inspection touched."""
+    state: dict[str, dict[str, ModeScore]] = {
+        iid: {m: ModeScore.model_validate(js) for m, js in modes.items()} for iid, modes in stored.items()
+    }
+    latest: dict[str, ImageScore] = {}
+    for s in scores:
+        e = s.event
+        state.setdefault(e.inspection_id, {})[str(e.imaging_mode)] = ModeScore(
+            probability=s.probability,
+            threshold=s.threshold,
+            model_name=s.model_name,
+            model_version=s.model_version,
+            image_uri=e.image_uri,
+            image_event_id=e.event_id,
+        )
+        latest[e.inspection_id] = s
+    out: list[CrystalScored] = []
+    for iid, s in latest.items():
+        modes = state[iid]
+        fused = fuse({m: ModeProbability(ms.probability, ms.threshold) for m, ms in modes.items()})
+        best = modes[fused.mode]
+        e = s.event
+        out.append(
+            CrystalScored(
+                event_id=scored_event_id(iid, modes),
+                producer=producer,
+                plate_barcode=e.plate_barcode,
+                plate_type=e.plate_type,
+                well=e.well,
+                drop=e.drop,
+                inspection_id=iid,
+                imaged_at=e.imaged_at,
+                scores=modes,  # type: ignore[arg-type]
+                fused_probability=fused.probability,
+                label=fused.label,
+                threshold=fused.threshold,
+                model_name=best.model_name,
+                model_version=best.model_version,
+                scored_at=s.scored_at,
+            )
+        )
+    return out
+
+
+@dataclass
+class BatchResult:
+    """What one batch did."""
+
+    scored: int
+    duplicates: int
+    dead_lettered: int
+    published: list[CrystalScored]
+
+
+class BatchProcessor:
+    """Scores micro-batches with the current models; safe to call from one handler at a time."""
+
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        repo: ScoresRepo,
+        publisher: Publisher,
+        dead_letters: DeadLetterSink,
+        holder: ModelHolder,
+        metrics: Metrics,
+        allowed_buckets: list[str],
+        max_object_bytes: int,
+        io_executor: Executor | None,
+        model_executor: Executor | None,
+        consumer: str = "axis-inference",
+        retry_backoff_s: float = 0.5,
+        retry_backoff_max_s: float = 15.0,
+        max_batch_attempts: int = 5,
+    ) -> None:
+        self._store = store
+        self._repo = repo
+        self._publisher = publisher
+        self._dead = dead_letters
+        self._holder = holder
+        self.metrics = metrics
+        self._allowed = list(allowed_buckets)
+        self._max_bytes = max_object_bytes
+        self._io = io_executor
+        self._model = model_executor
+        self.consumer = consumer
+        self._backoff = retry_backoff_s
+        self._backoff_max = retry_backoff_max_s
+        self._max_attempts = max_batch_attempts
+        self._transient_failures = 0
+        self._attempts: dict[tuple[str, int | None, int | None], int] = {}
+
+    async def handle(self, records: Sequence[RawRecord]) -> BatchResult | None:
+        """Process a batch; raise (after a back-off) to have it redelivered; dead-letter a poison batch."""
+        if not records:
+            return None
+        key = (records[0].topic, records[0].partition, records[0].offset)
+        try:
+            result = await self.process(records)
+        except Exception as exc:
+            self.metrics.batch_failures += 1
+            if is_transient_error(exc):
+                self._transient_failures += 1
+                delay = min(self._backoff_max, self._backoff * 2 ** (self._transient_failures - 1))
+                log.warning("transient failure (%s: %s); batch redelivered in %.1fs", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                raise
+            attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
+            if attempts < self._max_attempts:
+                log.exception("batch failed (attempt %d of %d); it will be redelivered", attempts, self._max_attempts)
+                await asyncio.sleep(min(self._backoff_max, self._backoff * 2 ** (attempts - 1)))
+                raise
+            log.error("batch failed %d times; dead-lettering its %d records", attempts, len(records))
+            for rec in records:
+                await self._dead.reject(rec, exc, attempts=attempts)
+                self.metrics.dead_lettered[type(exc).__name__] += 1
+            self._attempts.pop(key, None)
+            return None
+        self._transient_failures = 0
+        self._attempts.pop(key, None)
+        return result
+
+    def _fetch_and_prepare(self, scorer: Scorer, event: ImageCaptured) -> np.ndarray:
+        parse_uri(event.image_uri, self._allowed)
+        data = self._store.get_bytes(event.image_uri, max_bytes=self._max_bytes)
+        return scorer.prepare(str(event.imaging_mode), data)
+
+    async def _in(self, executor: Executor | None, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    async def process(self, records: Sequence[RawRecord]) -> BatchResult:
+        """Score one batch; raises on transient errors (nothing committed), dead-letters bad records."""
+        t0 = time.monotonic()
+        rejects: list[tuple[RawRecord, BaseException]] = []
+        parsed: list[tuple[RawRecord, ImageCaptured]] = []
+        seen: set[uuid.UUID] = set()
+        duplicates = 0
+        for rec in records:
+            try:
+                event = parse_event(rec.value, ImageCaptured)
+            except InvalidEvent as exc:
+                rejects.append((rec, exc))
+                continue
+            if event.event_id in seen:
+                duplicates += 1
+                continue
+            seen.add(event.event_id)
+            parsed.append((rec, event))
+        done = await self._repo.processed(self.consumer, [e.event_id for _, e in parsed])
+        duplicates += len(done)
+        todo = [(r, e) for r, e in parsed if e.event_id not in done]
+        published: list[CrystalScored] = []
+        scored = 0
+        async with self._holder.lock:  # the models cannot change in the middle of a batch
+            scorer = self._holder.scorer
+            if scorer is None:
+                raise RuntimeError("no models loaded yet: the subscriber must not run before they are")
+            ready: list[tuple[RawRecord, ImageCaptured]] = []
+            for rec, event in todo:
+                if str(event.imaging_mode) not in scorer.refs:
+                    modes = ", ".join(sorted(scorer.refs))
+                    rejects.append(
+                        (
+                            rec,
+                            ModeWithoutModel(
+                                f"no model loaded for imaging mode {event.imaging_mode} (loaded: {modes})"
+                            ),
+                        )
+                    )
+                else:
+                    ready.append((rec, event))
+            outcomes = await asyncio.gather(
+                *(self._in(self._io, self._fetch_and_prepare, scorer, e) for _, e in ready), return_exceptions=True
+            )
+            items: list[tuple[str, np.ndarray]] = []
+            good: list[ImageCaptured] = []
+            for (rec, event), out in zip(ready, outcomes, strict=True):
+                if isinstance(out, BaseException):
+                    if isinstance(out, PERMANENT_ERRORS) and not is_transient_error(out):
+                        rejects.append((rec, out))
+                        continue
+                    raise out
+                items.append((str(event.imaging_mode), out))
+                good.append(event)
+            if items:
+                probs = await self._in(self._model, scorer.score, items)
+                now = datetime.now(UTC)
+                scores = []
+                for event, p in zip(good, probs, strict=True):
+                    ref = scorer.refs[str(event.imaging_mode)]
+                    assert ref.threshold is not None
+                    scores.append(
+                        ImageScore(event, float(min(1.0, max(0.0, p))), ref.threshold, ref.name, ref.version, now)
+                    )
+                async with self._repo.transaction() as tx:
+                    new = await tx.add_scores(scores)
+                    stored = await tx.lock_inspections([s.event.inspection_id for s in scores])
+                    published = fuse_batch(stored, scores, producer=self.consumer)
+                    for fused in published:
+                        await tx.put_inspection(fused)
+                    await tx.mark_processed(self.consumer, [s.event.event_id for s in scores])
+                    for fused in published:
+                        await publish_event(self._publisher, fused)
+                scored = len(new)
+        for rec, why in rejects:  # after the commit: a failed commit must not leave doubled dead letters
+            await self._dead.reject(rec, why if isinstance(why, Exception) else str(why))
+            self.metrics.dead_lettered[type(why).__name__] += 1
+        self.metrics.duplicates_skipped += duplicates
+        self.metrics.scored_events_published += len(published)
+        self.metrics.observe_batch(len(records), scored, time.monotonic() - t0)
+        return BatchResult(scored=scored, duplicates=duplicates, dead_lettered=len(rejects), published=published)

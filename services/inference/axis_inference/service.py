@@ -1,0 +1,217 @@
+"""Wiring of the inference service: settings -> adapters -> FastStream subscribers, HTTP, model watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from axis_adapters.db import async_pool
+from axis_adapters.kafka import DeadLetterSink, consumer_options, make_broker, records_of
+from axis_adapters.objectstore import MinioObjectStore, ObjectStore
+from axis_adapters.scores_repo import PgScoresRepo
+from axis_contracts import InvalidEvent, ModelPromoted, parse_event, topics
+from faststream import AckPolicy, Context
+from faststream.kafka.message import KafkaMessage
+
+from axis_inference.http import HttpServer
+from axis_inference.loader import build_service_scorer
+from axis_inference.metrics import Metrics
+from axis_inference.models import ChampionSource, ChampionWatcher, ModelHolder, Scorer, ScorerFactory
+from axis_inference.pipeline import BatchProcessor
+from axis_inference.settings import CONSUMER_GROUP, InferenceSettings
+
+log = logging.getLogger(__name__)
+
+
+async def _raw_body(message: Any) -> Any:
+    """Hand the handler raw bytes: a malformed payload is the pipeline's to dead-letter, not a decoder crash."""
+    return message.body
+
+
+def default_factory(settings: InferenceSettings) -> ScorerFactory:
+    """The production scorer factory: bundles -> one base -> axis_model's fast path."""
+    opts = settings.inference
+
+    def factory(wanted: Any) -> Scorer:
+        return build_service_scorer(
+            wanted,
+            base_path=settings.model.base_path,
+            max_pixels=opts.max_pixels,
+            variant=opts.variant,
+            batch_size=opts.score_chunk,
+        )
+
+    return factory
+
+
+def default_source(settings: InferenceSettings) -> ChampionSource:
+    """The MLflow model registry of the settings."""
+    from axis_adapters.registry import ModelRegistry
+
+    return ModelRegistry(settings.mlflow.tracking_uri)
+
+
+class InferenceService:
+    """The running service; ``run(stop)`` returns after a graceful shutdown once ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        *,
+        source: ChampionSource | None = None,
+        store: ObjectStore | None = None,
+        factory: ScorerFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        opts = settings.inference
+        self.source = source or default_source(settings)
+        self.store = store or MinioObjectStore(settings.s3)
+        self.holder = ModelHolder()
+        self.metrics = Metrics()
+        names = {"visible": settings.mlflow.visible_model, "uv": settings.mlflow.uv_model}
+        unknown = [m for m in opts.modes if m not in names]
+        if unknown:
+            raise ValueError(f"AXIS_INFERENCE__MODES has unknown modes {unknown}; use visible and/or uv")
+        self.watcher = ChampionWatcher(
+            source=self.source,
+            model_names={m: names[m] for m in opts.modes},
+            factory=factory or default_factory(settings),
+            holder=self.holder,
+            poll_seconds=opts.poll_seconds,
+            bootstrap_bundle=Path(opts.bootstrap_bundle) if opts.bootstrap_bundle else None,
+            cache_dir=Path(opts.cache_dir) if opts.cache_dir else None,
+        )
+        self.http = HttpServer(opts.http_host, opts.http_port, {"/health": self._health, "/metrics": self._metrics})
+        self.broker: Any = None
+        self.processor: BatchProcessor | None = None
+        self.consuming = False
+        self.started_at = time.time()
+
+    async def _health(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        broker_ok = False
+        if self.broker is not None and self.consuming:
+            try:
+                broker_ok = bool(await self.broker.ping(timeout=2))
+            except Exception:
+                broker_ok = False
+        if self.holder.scorer is None:
+            status = "waiting_for_champion"
+        else:
+            status = "ok" if broker_ok else "degraded"
+        body = {
+            "status": status,
+            "models": self.holder.versions(),
+            "broker_connected": broker_ok,
+            "consuming": self.consuming,
+            "model_swaps": self.holder.swaps,
+            "last_model_error": self.watcher.last_error,
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
+        return (200 if status == "ok" else 503), "application/json", json.dumps(body).encode()
+
+    async def _metrics(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        versions = self.holder.versions()
+        if query.get("format", [""])[0] == "json":
+            return 200, "application/json", json.dumps(self.metrics.as_dict(versions)).encode()
+        return 200, "text/plain; version=0.0.4", self.metrics.prometheus(versions).encode()
+
+    def _build_broker(self) -> Any:
+        opts = self.settings.inference
+        broker = make_broker(self.settings.kafka, graceful_timeout=opts.shutdown_timeout_s)
+        options = consumer_options(self.settings.kafka)
+
+        @broker.subscriber(  # type: ignore[misc]
+            topics.IMAGE_CAPTURED,
+            group_id=CONSUMER_GROUP,
+            batch=True,
+            max_records=opts.batch_size,
+            batch_timeout_ms=opts.batch_timeout_ms,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=_raw_body,
+            **options,
+        )
+        async def on_images(body: Any, message: KafkaMessage = Context("message")) -> None:
+            assert self.processor is not None
+            await self.processor.handle(records_of(message))
+
+        promoted_options = {**options, "auto_offset_reset": "latest"}
+
+        @broker.subscriber(  # type: ignore[misc]
+            topics.MODEL_PROMOTED,
+            group_id=None,  # every instance hears every promotion
+            decoder=_raw_body,
+            **promoted_options,
+        )
+        async def on_promoted(body: Any, message: KafkaMessage = Context("message")) -> None:
+            for rec in records_of(message):
+                try:
+                    event = parse_event(rec.value, ModelPromoted)
+                except InvalidEvent as exc:
+                    log.warning("ignoring an invalid ModelPromoted: %s", exc.reason)
+                    continue
+                log.info(
+                    "ModelPromoted %s v%s (%s): checking the registry", event.model_name, event.version, event.alias
+                )
+                self.watcher.trigger()
+
+        return broker
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set; then finish the batch in flight, commit, and close everything."""
+        opts = self.settings.inference
+        await self.http.start()
+        io_pool = ThreadPoolExecutor(max_workers=opts.io_threads, thread_name_prefix="axis-fetch")
+        model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="axis-score")
+        pool = None
+        watch_task: asyncio.Task[None] | None = None
+        try:
+            log.info("loading the champion of %s", ", ".join(opts.modes))
+            if not await self.watcher.wait_ready(stop):
+                return
+            pool = await async_pool(self.settings.postgres)
+            self.broker = broker = self._build_broker()
+            self.processor = BatchProcessor(
+                store=self.store,
+                repo=PgScoresRepo(pool),
+                publisher=broker,
+                dead_letters=DeadLetterSink(broker, CONSUMER_GROUP),
+                holder=self.holder,
+                metrics=self.metrics,
+                allowed_buckets=self.settings.s3.allowed_buckets,
+                max_object_bytes=opts.max_object_bytes,
+                io_executor=io_pool,
+                model_executor=model_pool,
+                consumer=CONSUMER_GROUP,
+                retry_backoff_s=opts.retry_backoff_s,
+                retry_backoff_max_s=opts.retry_backoff_max_s,
+                max_batch_attempts=opts.max_batch_attempts,
+            )
+            await self.broker.start()
+            self.consuming = True
+            log.info(
+                "consuming %s as group %s with models %s", topics.IMAGE_CAPTURED, CONSUMER_GROUP, self.holder.versions()
+            )
+            watch_task = asyncio.create_task(self.watcher.run(stop))
+            await stop.wait()
+            log.info("stopping: finishing the batch in flight (at most %.0fs)", opts.shutdown_timeout_s)
+        finally:
+            if watch_task is not None:
+                watch_task.cancel()
+            if self.broker is not None:
+                try:
+                    await asyncio.wait_for(self.broker.stop(), timeout=opts.shutdown_timeout_s + 5)
+                except TimeoutError:
+                    log.error("broker did not stop within %.0fs", opts.shutdown_timeout_s + 5)
+            self.consuming = False
+            if pool is not None:
+                await pool.close()
+            await self.http.stop()
+            io_pool.shutdown(wait=False, cancel_futures=True)
+            model_pool.shutdown(wait=False, cancel_futures=True)
+            self.watcher.close()
+            log.info("stopped")

@@ -1,0 +1,49 @@
+"""Settings of the inference service: shared connection groups plus ``AXIS_INFERENCE__*`` options."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from axis_adapters.settings import ServiceSettings
+from pydantic import BaseModel, Field
+
+CONSUMER_GROUP = "axis-inference"
+
+
+class InferenceOptions(BaseModel):
+    """Batching, limits, model polling and the HTTP port of the inference service."""
+
+    batch_size: int = Field(default=16, ge=1, le=1024)
+    batch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    poll_seconds: float = Field(default=10.0, gt=0, le=30)
+    bootstrap_bundle: str | None = Field(
+        default=None, description="bundle directory used for every mode when no champion is registered"
+    )
+    modes: list[str] = Field(default_factory=lambda: ["visible", "uv"])
+    max_object_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(default=60_000_000, ge=1, description="decompression-bomb guard")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8081, ge=0, le=65535)
+    io_threads: int = Field(default=4, ge=1, le=64)
+    shutdown_timeout_s: float = Field(default=30.0, gt=0)
+    retry_backoff_s: float = Field(default=0.5, ge=0)
+    retry_backoff_max_s: float = Field(default=15.0, ge=0)
+    max_batch_attempts: int = Field(default=5, ge=1, description="non-transient batch failures before dead-letter")
+    cache_dir: str | None = Field(default=None, description="where downloaded bundles go (default: a temp dir)")
+    variant: Literal["fp32", "bf16", "int8"] = Field(
+        default="int8", description="precision of axis_model's fast path (merged LoRA); the bench measures each"
+    )
+    score_chunk: int = Field(default=8, ge=1, description="images per forward pass")
+
+
+class ModelOptions(BaseModel):
+    """Where the DINOv2 base weights are (``AXIS_MODEL__BASE_PATH``); empty: the bundle's own reference."""
+
+    base_path: str | None = None
+
+
+class InferenceSettings(ServiceSettings):
+    """Everything the inference service reads from the environment."""
+
+    inference: InferenceOptions = Field(default_factory=InferenceOptions)
+    model: ModelOptions = Field(default_factory=ModelOptions)
