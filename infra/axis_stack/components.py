@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import importlib.resources
 import os
@@ -93,7 +94,9 @@ def pg_bin(name: str) -> str:
         candidate = Path(folder) / name
         if candidate.is_file():
             return str(candidate)
-    raise FileNotFoundError(f"PostgreSQL program {name!r} not found: install postgresql-15 (apt-get install postgresql)")
+    raise FileNotFoundError(
+        f"PostgreSQL program {name!r} not found: install postgresql-15 (apt-get install postgresql)"
+    )
 
 
 def _as_pg_user(argv: list[str]) -> list[str]:
@@ -159,9 +162,8 @@ def provision_postgres(state: StackState) -> None:
     with psycopg.connect(superuser, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'axis'").fetchone()
         verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
-        conn.execute(
-            sql.SQL("{} ROLE axis LOGIN PASSWORD {}").format(verb, sql.Literal(state.pg_password))
-        )
+        # CREATEDB: tests make throw-away databases of their own.
+        conn.execute(sql.SQL("{} ROLE axis LOGIN CREATEDB PASSWORD {}").format(verb, sql.Literal(state.pg_password)))
         for db in ("axis", "mlflow"):
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER axis").format(sql.Identifier(db)))
@@ -245,27 +247,37 @@ def start_kafka(state: StackState) -> ProcRecord:
 
 def check_kafka(state: StackState) -> str:
     """Fetch cluster metadata through aiokafka; returns the number of topics."""
-    return asyncio.run(_kafka_topics(state, create=False))
+    return ensure_topics(f"127.0.0.1:{state.ports['kafka']}", create=False)
 
 
 def provision_kafka(state: StackState) -> None:
     """Create every topic of axis_contracts.topics.ALL_TOPICS that is missing."""
-    asyncio.run(_kafka_topics(state, create=True))
+    ensure_topics(f"127.0.0.1:{state.ports['kafka']}", create=True)
 
 
-async def _kafka_topics(state: StackState, *, create: bool) -> str:
+def ensure_topics(bootstrap: str, *, create: bool = True, partitions: int = TOPIC_PARTITIONS) -> str:
+    """List (and with ``create`` make the missing) topics of axis_contracts.topics.ALL_TOPICS on ``bootstrap``."""
+    coro = _kafka_topics(bootstrap, create=create, partitions=partitions)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from async code (e.g. a chaos test): asyncio.run needs a thread without a running loop.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _kafka_topics(bootstrap: str, *, create: bool, partitions: int) -> str:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from axis_contracts.topics import ALL_TOPICS
 
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=f"127.0.0.1:{state.ports['kafka']}", request_timeout_ms=5000
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in ALL_TOPICS if t not in existing]
         if create and missing:
-            new = [NewTopic(name=t, num_partitions=TOPIC_PARTITIONS, replication_factor=1) for t in missing]
+            new = [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
             await admin.create_topics(new)
             existing = set(await admin.list_topics())
             still = [t for t in ALL_TOPICS if t not in existing]
@@ -285,6 +297,8 @@ def start_mlflow(state: StackState) -> ProcRecord:
         "MLFLOW_S3_ENDPOINT_URL": state.s3_url(),
         # In the environment rather than argv, so that `ps` does not show the password.
         "MLFLOW_BACKEND_STORE_URI": state.pg_url("mlflow", "postgresql+psycopg"),
+        # The GenAI job runner (seven huey worker processes) is not used here and slows start-up on 2 cores.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(state.ports["mlflow"])]
     argv += ["--workers", "1", "--serve-artifacts", "--artifacts-destination", "s3://axis-mlflow/artifacts"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,7 +32,9 @@ def compose_check(file: Path, *, env_file: Path | None = None) -> tuple[bool, st
     if env_file.is_file():
         argv += ["--env-file", str(env_file)]
     argv += ["config", "-q"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    # A clean environment: variables exported in this shell must not hide one missing from the env file.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env)
     if done.returncode != 0:
         return False, f"{file}: INVALID\n{(done.stderr or done.stdout).strip()}"
     return True, f"{file}: valid (checked with {Path(argv[0]).name} config, env file {env_file})"

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class StartupFailed(RuntimeError):
+    """A server died while we waited for it: waiting longer cannot help."""
+
+
 @dataclass(frozen=True)
 class ProcRecord:
     """A process the stack started: pid plus its kernel start time, so a reused pid is never mistaken for it."""
@@ -154,7 +158,14 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.25) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.25,
+    retry_on: tuple[type[Exception], ...] = (Exception,),
+) -> None:
     """Call ``check()`` until it returns True or ``timeout`` passes; raise TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -162,7 +173,9 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval
         try:
             if check():
                 return
-        except Exception as exc:  # any failure means "not ready yet"
+        except StartupFailed:
+            raise
+        except retry_on as exc:  # such a failure means "not ready yet"
             last = exc
         time.sleep(interval)
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s (last error: {last!r})")

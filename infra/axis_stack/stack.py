@@ -120,7 +120,7 @@ def _wait_ready(state: StackState, name: str, progress: _Progress) -> None:
     def ready() -> bool:
         if not procs.is_alive(rec):
             log = state.logs / f"{name}.log"
-            raise RuntimeError(f"{name} exited during start-up; see {log}")
+            raise procs.StartupFailed(f"{name} exited during start-up; see {log}")
         if spec.provision is not None:
             spec.provision(state)
         spec.check(state)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, cast
 
 import bcrypt
+from fastapi import HTTPException, Request
 
 Role = Literal["curator", "admin", "lims"]
 ROLES: tuple[Role, ...] = ("curator", "admin", "lims")
@@ -284,13 +285,11 @@ def token_from_request(request: Any, cookie_name: str = SESSION_COOKIE) -> str |
     return cast(str, cookie) if cookie else None
 
 
-def current_account(request: Any) -> Account:
+def current_account(request: Request) -> Account:
     """FastAPI dependency: the caller's account (401 without a valid token).
 
     Needs ``request.app.state.authenticator`` (an Authenticator).
     """
-    from fastapi import HTTPException
-
     authenticator: Authenticator = request.app.state.authenticator
     token = token_from_request(request)
     account = authenticator.resolve(token) if token else None
@@ -306,7 +305,6 @@ def current_account(request: Any) -> Account:
 
 def require_role(*roles: str) -> Callable[..., Account]:
     """FastAPI dependency factory: the caller's account if it has (or implies) one of ``roles``, else 403."""
-    from fastapi import HTTPException, Request
 
     def dependency(request: Request) -> Account:
         account = current_account(request)

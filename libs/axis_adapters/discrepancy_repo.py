@@ -151,13 +151,39 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 async def _insert_unnest(
     conn: AsyncConnection, statement: str, types: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
-    """``statement`` with ``{rows}`` replaced by ``unnest(%s::t1[], …)``: one round trip for any number of rows."""
+) -> set[Any]:
+    """``statement`` with ``{rows}`` replaced by ``unnest(%s::t1[], …)``: one round trip for any number of rows.
+
+    Returns the first column of what the statement RETURNs (nothing when it has no RETURNING clause).
+    """
     if not rows:
-        return
+        return set()
     arrays = ", ".join(f"%s::{t}[]" for t in types)
     query = statement.replace("{rows}", f"unnest({arrays})")
-    await conn.execute(query.encode(), _columns(rows, len(types)))
+    cur = await conn.execute(query.encode(), _columns(rows, len(types)))
+    return {r[0] for r in await cur.fetchall()} if cur.description else set()
+
+
+async def insert_ml_history(conn: AsyncConnection, mls: Sequence[MlScore]) -> set[UUID]:
+    """Record CrystalScored events; returns the event ids not seen before (the unique key is the idempotency)."""
+    return await _insert_unnest(
+        conn,
+        "INSERT INTO ml_score_history (event_id, inspection_id, fused_probability, label, threshold, model_name, "
+        "model_version, scored_at) SELECT * FROM {rows} ON CONFLICT DO NOTHING RETURNING event_id",
+        ("uuid", "text", "float8", "text", "float8", "text", "text", "timestamptz"),
+        [_ml_history_row(m) for m in mls],
+    )
+
+
+async def insert_user_scores(conn: AsyncConnection, humans: Sequence[HumanScore]) -> set[UUID]:
+    """Record user scores (the history); returns the event ids not seen before."""
+    return await _insert_unnest(
+        conn,
+        f"INSERT INTO user_scores ({_USER_COLS}) SELECT * FROM {{rows}} "  # noqa: S608
+        "ON CONFLICT DO NOTHING RETURNING event_id",
+        ("uuid", "text", "text", "text", "text", "timestamptz"),
+        [(h.event_id, h.inspection_id, h.user_id, h.raw_class, h.label, h.scored_at) for h in humans],
+    )
 
 
 _ML_TYPES = ("text", "text", "text", "text", "int", "timestamptz", "float8", "text", "float8", "text", "text", "uuid",
@@ -184,35 +210,29 @@ def _kind(c: Comparison) -> str | None:
     return c.kind.value if c.kind else None
 
 
-async def save_batch(
-    conn: AsyncConnection, *, mls: Sequence[MlScore], humans: Sequence[HumanScore], results: Sequence[FoldResult]
-) -> None:
-    """Persist one batch: score histories, latest ML scores, comparisons (+history), queue items, supersessions."""
-    await _insert_unnest(
-        conn,
-        "INSERT INTO ml_score_history (event_id, inspection_id, fused_probability, label, threshold, model_name, "
-        "model_version, scored_at) SELECT * FROM {rows} ON CONFLICT DO NOTHING",
-        ("uuid", "text", "float8", "text", "float8", "text", "text", "timestamptz"),
-        [
-            (
-                m.event_id,
-                m.inspection_id,
-                m.probability,
-                m.label,
-                m.threshold,
-                m.model_name,
-                m.model_version,
-                m.scored_at,
-            )
-            for m in mls
-        ],  # fmt: skip
-    )
-    await _insert_unnest(
-        conn,
-        f"INSERT INTO user_scores ({_USER_COLS}) SELECT * FROM {{rows}} ON CONFLICT DO NOTHING",  # noqa: S608
-        ("uuid", "text", "text", "text", "text", "timestamptz"),
-        [(h.event_id, h.inspection_id, h.user_id, h.raw_class, h.label, h.scored_at) for h in humans],
-    )
+def _ml_history_row(m: MlScore) -> tuple[Any, ...]:
+    return (m.event_id, m.inspection_id, m.probability, m.label, m.threshold, m.model_name, m.model_version,
+            m.scored_at)  # fmt: skip
+
+
+def _history_row(c: Comparison) -> tuple[Any, ...]:
+    return (c.inspection_id, c.revision, c.ml.probability, c.ml.label, c.ml.model_version, c.human.label,
+            c.human.raw_class, c.human.user_id, c.agrees, _kind(c))  # fmt: skip
+
+
+_ITEM_TYPES = ("text", "text", "text", "text", "int", "text", "float8", "text", "float8", "text", "text", "text",
+               "text", "text", "uuid", "uuid")  # fmt: skip
+
+
+def _item_row(c: Comparison) -> tuple[Any, ...]:
+    m, h = c.ml, c.human
+    return (c.inspection_id, m.plate_barcode, m.plate_type, m.well, m.drop, _kind(c), m.probability, m.label,
+            m.threshold, m.model_name, m.model_version, h.label, h.raw_class, h.user_id, m.event_id,
+            h.event_id)  # fmt: skip
+
+
+async def save_results(conn: AsyncConnection, results: Sequence[FoldResult]) -> None:
+    """Persist folded state: latest ML scores, comparisons (+history), queue items, supersessions."""
     await _insert_unnest(
         conn,
         f"INSERT INTO ml_scores ({_ML_COLS}) SELECT * FROM {{rows}} "  # noqa: S608
@@ -232,21 +252,7 @@ async def save_batch(
         "INSERT INTO comparison_history (inspection_id, revision, ml_probability, ml_label, model_version, "
         "human_label, human_class, user_id, agrees, kind) SELECT * FROM {rows} ON CONFLICT DO NOTHING",
         ("text", "int", "float8", "text", "text", "text", "text", "text", "bool", "text"),
-        [
-            (
-                c.inspection_id,
-                c.revision,
-                c.ml.probability,
-                c.ml.label,
-                c.ml.model_version,
-                c.human.label,
-                c.human.raw_class,
-                c.human.user_id,
-                c.agrees,
-                c.kind.value if c.kind else None,
-            )
-            for c in history
-        ],  # fmt: skip
+        [_history_row(c) for c in history],
     )
     latest = [r.comparisons[-1] for r in results if r.comparisons]
     await _insert_unnest(
@@ -269,46 +275,8 @@ async def save_batch(
         "INSERT INTO discrepancies (inspection_id, plate_barcode, plate_type, well, drop_no, kind, ml_probability, "
         "ml_label, threshold, model_name, model_version, human_label, human_class, user_id, ml_event_id, "
         "user_event_id, published_at) SELECT *, NULL::timestamptz FROM {rows} ON CONFLICT DO NOTHING",
-        (
-            "text",
-            "text",
-            "text",
-            "text",
-            "int",
-            "text",
-            "float8",
-            "text",
-            "float8",
-            "text",
-            "text",
-            "text",
-            "text",
-            "text",
-            "uuid",
-            "uuid",
-        ),  # fmt: skip
-        [
-            (
-                c.inspection_id,
-                c.ml.plate_barcode,
-                c.ml.plate_type,
-                c.ml.well,
-                c.ml.drop,
-                c.kind.value if c.kind else None,
-                c.ml.probability,
-                c.ml.label,
-                c.ml.threshold,
-                c.ml.model_name,
-                c.ml.model_version,
-                c.human.label,
-                c.human.raw_class,
-                c.human.user_id,
-                c.ml.event_id,
-                c.human.event_id,
-            )
-            for c in history
-            if not c.agrees
-        ],  # fmt: skip
+        _ITEM_TYPES,
+        [_item_row(c) for c in history if not c.agrees],
     )
     # An open item whose pair is no longer the inspection's current comparison is superseded; a first
     # comparison (revision 1, alone in the batch) has no older item to supersede.

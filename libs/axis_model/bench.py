@@ -31,38 +31,37 @@ MODE = "visible"
 
 
 def render_drop(rng: np.random.Generator, crystal: bool, size: tuple[int, int] = REAL_SIZE) -> bytes:
-    """A simple visible-light drop as an RGB JPEG: straight-edged crystals if ``crystal``, else soft blobs."""
+    """A simple visible-light drop as an RGB JPEG: bright straight-edged crystals if ``crystal``, else dark blobs."""
     w, h = size[0] // 4, size[1] // 4
-    img = Image.new("L", (w, h), int(rng.integers(170, 200)))
+    img = Image.new("L", (w, h), int(rng.integers(165, 195)))
     draw = ImageDraw.Draw(img)
     cx, cy = w / 2 + rng.normal(0, w * 0.03), h / 2 + rng.normal(0, h * 0.03)
     rx, ry = w * rng.uniform(0.33, 0.4), h * rng.uniform(0.35, 0.42)
-    draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=int(rng.integers(195, 220)), outline=90, width=6)
+    draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=int(rng.integers(195, 215)), outline=90, width=6)
     if crystal:
-        for _ in range(int(rng.integers(2, 7))):
-            px, py = cx + rng.uniform(-0.6, 0.6) * rx, cy + rng.uniform(-0.6, 0.6) * ry
-            radius, sides, angle = rng.uniform(12, 45), int(rng.integers(3, 7)), rng.uniform(0, np.pi)
+        for _ in range(int(rng.integers(2, 6))):
+            px, py = cx + rng.uniform(-0.55, 0.55) * rx, cy + rng.uniform(-0.55, 0.55) * ry
+            radius, sides, angle = rng.uniform(25, 70), int(rng.integers(3, 7)), rng.uniform(0, np.pi)
             pts = [
                 (px + radius * np.cos(angle + 2 * np.pi * k / sides), py + radius * np.sin(angle + 2 * np.pi * k / sides))
                 for k in range(sides)
             ]
-            fill = int(rng.choice([40, 240]))
-            draw.polygon(pts, fill=fill, outline=20, width=3)
+            draw.polygon(pts, fill=int(rng.integers(235, 256)), outline=15, width=4)
     else:
         blobs = Image.new("L", (w, h), 0)
         bdraw = ImageDraw.Draw(blobs)
-        for _ in range(int(rng.integers(10, 40))):
+        for _ in range(int(rng.integers(6, 20))):
             px, py = cx + rng.uniform(-0.7, 0.7) * rx, cy + rng.uniform(-0.7, 0.7) * ry
-            r = rng.uniform(3, 18)
-            bdraw.ellipse((px - r, py - r * rng.uniform(0.6, 1.4), px + r, py + r), fill=int(rng.integers(60, 140)))
-        blobs = blobs.filter(ImageFilter.GaussianBlur(rng.uniform(3, 6)))
+            r = rng.uniform(10, 40)
+            bdraw.ellipse((px - r, py - r * rng.uniform(0.6, 1.4), px + r, py + r), fill=int(rng.integers(60, 130)))
+        blobs = blobs.filter(ImageFilter.GaussianBlur(rng.uniform(4, 8)))
         img = Image.fromarray(np.clip(np.asarray(img, np.int16) - np.asarray(blobs, np.int16), 0, 255).astype(np.uint8))
-    arr = np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
-    arr = arr + rng.normal(0, 3, arr.shape).astype(np.float32)
-    gray = np.clip(arr, 0, 255).astype(np.uint8)
-    rgb = np.stack([gray * 0.95, gray, gray * 0.92], axis=-1).astype(np.uint8)  # pale green-grey like the samples
+    noisy = np.asarray(img, dtype=np.float32) + rng.normal(0, 3, (h, w)).astype(np.float32)
+    gray = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
+    # pale green-grey like the real samples
+    rgb = Image.merge("RGB", (gray.point(lambda v: int(v * 0.95)), gray, gray.point(lambda v: int(v * 0.92))))
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    rgb.save(buf, format="JPEG", quality=90)
     return buf.getvalue()
 
 
@@ -179,7 +178,7 @@ def run_model_benchmark(
     n_images: int,
     base: str,
     *,
-    n_train: int = 32,
+    n_train: int = 48,
     lora_steps: int | None = None,
     variants: Sequence[Variant] = VARIANTS,
     seed: int = 0,
@@ -266,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--n", type=int, default=64, help="benchmark images")
     parser.add_argument("--base", default="base", help="'base', 'tiny', or a local DINOv2 directory")
-    parser.add_argument("--train", type=int, default=32, help="training images for the confident weights")
+    parser.add_argument("--train", type=int, default=48, help="training images for the confident weights")
     parser.add_argument("--lora-steps", type=int, default=None)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of fp32,bf16,int8")
     args = parser.parse_args(argv)

@@ -53,7 +53,7 @@ def train_mode(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if on_step:
                 on_step(step, losses[-1])
     finally:
@@ -80,18 +80,47 @@ def fit_head(
     features: torch.Tensor,
     labels: np.ndarray,
     *,
-    steps: int = 400,
-    lr: float = 1e-2,
+    steps: int = 300,
+    lr: float = 0.05,
+    weight_decay: float = 1e-2,
+    margin: float | None = 6.0,
 ) -> float:
-    """Fit one mode's head on precomputed features until it is confident; returns the final loss."""
+    """Fit one mode's head on precomputed features (centred and scaled, folded into the head); returns the loss.
+
+    ``margin``: afterwards scale the head so the median |logit difference| on the training features is this
+    large (confident predictions, as a trained AXIS model makes); None leaves the fitted scale.
+    """
     head = classifier.model.base_model.model.classifier.modules_to_save[mode]
+    # one global scale, not per-dimension: per-dimension scaling would amplify near-constant (noise) directions
+    mean, std = features.mean(dim=0), features.std().clamp_min(1e-6)
+    z = (features - mean) / std
     y = torch.from_numpy(labels.astype(np.int64))
+    linear = torch.nn.Linear(z.shape[1], 2)
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(labels))
-    optimiser = torch.optim.Adam(head.parameters(), lr=lr)
+    optimiser = torch.optim.AdamW(linear.parameters(), lr=lr, weight_decay=weight_decay)
     loss = torch.tensor(0.0)
     for _ in range(steps):
-        loss = loss_fn(head(features), y)
+        loss = loss_fn(linear(z), y)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return float(loss)
+    with torch.no_grad():
+        weight = linear.weight / std  # fold the scaling into the head: W z + b = (W/s) x + (b - W m/s)
+        bias = linear.bias - (weight * mean).sum(dim=1)
+        if margin is not None:
+            logits = features @ weight.T + bias
+            median = (logits[:, 0] - logits[:, 1]).abs().median().clamp_min(1e-6)
+            weight, bias = weight * (margin / median), bias * (margin / median)
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def randomise_adapter(classifier: CrystalClassifier, mode: str, *, seed: int = 0, scale: float = 0.3) -> None:
+    """Give one mode non-zero LoRA B matrices and a perturbed head (tests and demos: a 'trained-looking' adapter)."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, param in classifier.model.named_parameters():
+        parts = name.split(".")
+        if mode in parts and ("lora_B" in parts or "modules_to_save" in parts):
+            param.add_(torch.randn(param.shape, generator=gen) * scale)

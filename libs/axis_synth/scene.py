@@ -177,7 +177,7 @@ def _microcrystals(rng: np.random.Generator, spec: DropSpec, domain: Domain, dro
     out = []
     for i, c in enumerate(centres):
         kind = str(rng.choice(["block", "bipyramid", "prism"]))
-        shape = _outline(rng, kind, lo * rng.uniform(0.28, 0.55))
+        shape = _outline(rng, kind, lo * rng.uniform(0.35, 0.65))
         out.append(Crystal(_place(shape, rng.uniform(0, np.pi), c), onsets[i], rng.uniform(0.6, 1.0), "micro"))
     return out
 
@@ -234,6 +234,10 @@ def build_scene(spec: DropSpec, domain: Domain, seed: int) -> Scene:
     well = (float(rng.normal(0.0, 0.03)), float(rng.normal(0.0, 0.03)))
     n_dust = int(rng.poisson(12 * domain.dust))
     dust = _specks(rng, n_dust, np.zeros((1, 2)), 0.3, (0.0015, 0.0045))
+    # drawn before the outcome-specific content so the same drop seed gives the same drop for every outcome
+    gradient_angle = float(rng.uniform(0, 2 * np.pi))
+    light_angle = float(rng.uniform(0, 2 * np.pi))
+    texture_seed = int(rng.integers(0, 2**31 - 1))
     scene_kwargs: dict[str, object] = {}
     crystals: list[Crystal] = []
     if spec.outcome == "single_crystals":
@@ -254,10 +258,10 @@ def build_scene(spec: DropSpec, domain: Domain, seed: int) -> Scene:
     return Scene(
         drop=drop,
         well_centre=well,
-        gradient_angle=float(rng.uniform(0, 2 * np.pi)),
-        light_angle=float(rng.uniform(0, 2 * np.pi)),
+        gradient_angle=gradient_angle,
+        light_angle=light_angle,
         crystals=crystals,
         dust=dust,
-        texture_seed=int(rng.integers(0, 2**31 - 1)),
+        texture_seed=texture_seed,
         **scene_kwargs,  # type: ignore[arg-type]
     )

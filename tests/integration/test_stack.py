@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import shutil
@@ -15,12 +16,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
-from axis_contracts.topics import ALL_TOPICS
-from minio import Minio
-
-from axis_stack import StackInfo, down, restart, status, up
+from axis_contracts.topics import ALL_TOPICS, DEAD_LETTER
+from axis_stack import StackInfo, apply_migrations, down, restart, status, up
 from axis_stack.procs import group_members, start_time_of
 from axis_stack.state import ENV_KEYS, load_state, parse_env
+from minio import Minio
+from psycopg import sql
 
 pytestmark = pytest.mark.integration
 
@@ -90,6 +91,30 @@ def test_postgres_round_trip_in_migrated_schema(stack: StackInfo) -> None:
     assert row == ("test",)
 
 
+def test_migrations_apply_once_in_order_and_a_failing_one_rolls_back(stack: StackInfo, tmp_path: Path) -> None:
+    db = f"migtest_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.postgres_conninfo(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    try:
+        (tmp_path / "0002_b.sql").write_text("INSERT INTO t (step) VALUES ('b');")
+        (tmp_path / "0001_a.sql").write_text("CREATE TABLE t (step text); INSERT INTO t (step) VALUES ('a');")
+        assert apply_migrations(stack.postgres_conninfo(db), tmp_path) == ["0001_a.sql", "0002_b.sql"]
+        assert apply_migrations(stack.postgres_conninfo(db), tmp_path) == []
+        (tmp_path / "0003_bad.sql").write_text("CREATE TABLE u (x int); INSERT INTO nowhere VALUES (1);")
+        with pytest.raises(RuntimeError, match="0003_bad.sql"):
+            apply_migrations(stack.postgres_conninfo(db), tmp_path)
+        with psycopg.connect(stack.postgres_conninfo(db)) as conn:
+            steps = [r[0] for r in conn.execute("SELECT step FROM t")]
+            versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+            u_exists = conn.execute("SELECT to_regclass('u')").fetchone()
+    finally:
+        with psycopg.connect(stack.postgres_conninfo(), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(db)))
+    assert steps == ["a", "b"]
+    assert versions == ["0001_a.sql", "0002_b.sql"]
+    assert u_exists == (None,)
+
+
 def test_s3_round_trip_with_minio_client(stack: StackInfo) -> None:
     client = _minio(stack)
     data = os.urandom(4096)
@@ -129,6 +154,32 @@ def test_mlflow_run_registered_model_and_champion_alias(stack: StackInfo, tmp_pa
     assert any(k.endswith(f"{run.info.run_id}/artifacts/model/adapter.txt") for k in keys), keys
 
 
+async def _produce(bootstrap: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(DEAD_LETTER, value, key=b"k")
+    finally:
+        await producer.stop()
+
+
+async def _consume_one(bootstrap: str) -> bytes | None:
+    consumer = AIOKafkaConsumer(
+        DEAD_LETTER,
+        bootstrap_servers=bootstrap,
+        group_id="lifecycle",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    await consumer.start()
+    try:
+        msg = await asyncio.wait_for(consumer.getone(), timeout=60)
+        return msg.value
+    finally:
+        await consumer.stop()
+
+
 def _stack_processes(data_dir: Path) -> dict[int, int | None]:
     """Every live process of the stack in ``data_dir`` (servers and their children): pid -> start time."""
     state = load_state(data_dir.resolve())
@@ -139,26 +190,29 @@ def _stack_processes(data_dir: Path) -> dict[int, int | None]:
     return found
 
 
-def test_lifecycle_noop_second_up_stale_restart_and_down_leaves_no_process() -> None:
+async def test_lifecycle_noop_second_up_stale_restart_and_down_leaves_no_process() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="axis-life-", dir="/tmp"))
     seen: dict[int, int | None] = {}
     try:
-        first = up(data_dir, quiet=True)
+        # s3 storage: the broker keeps its log in the S3 server, so topics survive a broker restart.
+        first = up(data_dir, kafka_storage="s3", quiet=True)
         seen.update(_stack_processes(data_dir))
         assert len(seen) >= 4
 
-        assert up(data_dir, quiet=True) == first  # second up: a no-op, same settings, same pids
+        assert up(data_dir, kafka_storage="s3", quiet=True) == first  # second up: a no-op, same settings, same pids
 
         os.kill(first.pids["s3"], signal.SIGKILL)  # a dead pid in the state: up restarts only that piece
         assert not status(data_dir)["s3"].healthy
-        again = up(data_dir, quiet=True)
+        again = up(data_dir, kafka_storage="s3", quiet=True)
         assert again.env == first.env
         assert again.pids["postgres"] == first.pids["postgres"]
         assert again.pids["s3"] != first.pids["s3"]
         assert all(s.healthy for s in status(data_dir).values())
 
+        await _produce(first.kafka_bootstrap, b"kept")
         restart(data_dir, "kafka")
         assert status(data_dir)["kafka"].healthy
+        assert await _consume_one(first.kafka_bootstrap) == b"kept"
         seen.update(_stack_processes(data_dir))
     finally:
         down(data_dir, quiet=True)

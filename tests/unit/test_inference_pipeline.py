@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from axis_adapters.kafka import DeadLetterSink, FakePublisher, RawRecord
 from axis_adapters.objectstore import InMemoryObjectStore, ObjectStoreUnavailable
 from axis_adapters.scores_repo import InMemoryScoresRepo
@@ -19,6 +17,7 @@ from axis_inference.metrics import Metrics
 from axis_inference.models import ModelHolder, ModelRef
 from axis_inference.pipeline import BatchProcessor
 from axis_model.preprocess import PreprocessConfig, preprocess_bytes
+from PIL import Image
 
 pytestmark = pytest.mark.unit
 

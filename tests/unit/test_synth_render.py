@@ -6,8 +6,6 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from axis_synth import (
     DOMAIN_A,
     DOMAIN_B,
@@ -21,6 +19,7 @@ from axis_synth import (
     to_jpeg_bytes,
     to_png_bytes,
 )
+from PIL import Image
 
 pytestmark = pytest.mark.unit
 

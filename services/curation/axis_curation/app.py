@@ -16,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from axis_curation import api_curate, api_datasets, api_plates
 from axis_curation.context import Services, close_services, open_services
@@ -45,8 +46,6 @@ def _page(name: str) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
         services: Services = request.app.state.services
         token = token_from_request(request)
-        from starlette.concurrency import run_in_threadpool
-
         account = await run_in_threadpool(services.authenticator.resolve, token) if token else None
         if account is None:
             target = quote(str(request.url.path), safe="/")

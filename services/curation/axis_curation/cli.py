@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--created-by", default=os.environ.get("USER", "cli"))
     exp.add_argument("--no-publish", action="store_true", help="do not publish DatasetExported")
     sub.add_parser("datasets", help="list recorded dataset versions")
+    seed = sub.add_parser("seed-demo", help="dev mode: write a scored demo plate with queued disagreements")
+    seed.add_argument("--plate", default="DEMO-1")
+    seed.add_argument("--plate-type", choices=["96", "384"], default="96")
+    seed.add_argument("--queue-items", type=int, default=6)
     return p
 
 
@@ -133,6 +137,29 @@ def _datasets(settings: CurationSettings) -> int:
     return 0
 
 
+def _seed_demo(settings: CurationSettings, args: argparse.Namespace) -> int:
+    if settings.env != "dev":
+        print("error: seed-demo writes fake data and runs only with AXIS_ENV=dev", file=sys.stderr)
+        return 2
+    from axis_adapters.db import connect
+    from axis_adapters.objectstore import MinioObjectStore
+
+    from axis_curation.devdata import seed_demo
+
+    with connect(settings.postgres) as conn:
+        demo = seed_demo(
+            conn,
+            MinioObjectStore(settings.s3),
+            barcode=args.plate,
+            plate_type=args.plate_type,
+            queue_items=args.queue_items,
+            bucket=settings.s3.images_bucket,
+        )
+        conn.commit()
+    print(f"seeded plate {demo.barcode}: {len(demo.probabilities)} wells, queue items {demo.queue_ids}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m axis_curation``."""
     args = _parser().parse_args(argv)
@@ -143,4 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         return _create_user(settings, args.name, args.role)
     if args.command == "export":
         return asyncio.run(_export(settings, args))
+    if args.command == "seed-demo":
+        return _seed_demo(settings, args)
     return _datasets(settings)

@@ -221,6 +221,7 @@ class DemoPlate:
     barcode: str
     probabilities: dict[str, float] = field(default_factory=dict)
     queue_ids: list[int] = field(default_factory=list)
+    queued_wells: list[str] = field(default_factory=list)
 
 
 _CLASSES_BY_LABEL = {
@@ -273,4 +274,5 @@ def seed_demo(
             if well in queued:
                 item = insert_discrepancy(conn, insp, ml_p=demo.probabilities[well], human_class=human_class)
                 demo.queue_ids.append(item)
+                demo.queued_wells.append(well)
     return demo

@@ -46,6 +46,7 @@ class WellView(BaseModel):
     probability: float | None
     alpha: float
     fill: str
+    model_name: str | None
     model_version: str | None
     user_score: UserScoreView | None
     drops: list[DropView]
@@ -122,6 +123,7 @@ def plate_view(barcode: str, rows: Sequence[Mapping[str, Any]], scheme: ScoreSch
                     probability=p,
                     alpha=crystal_alpha(p) if p is not None else 0.0,
                     fill=crystal_fill(p) if p is not None else "transparent",
+                    model_name=best.model_name if best else None,
                     model_version=best.model_version if best else None,
                     user_score=user,
                     drops=drops,

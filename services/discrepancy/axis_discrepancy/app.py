@@ -17,6 +17,11 @@ from axis_discrepancy.service import DiscrepancyService
 from axis_discrepancy.settings import DiscrepancySettings
 
 
+async def _raw_bodies(message: Any) -> None:
+    """Skip FastStream's JSON decoding of the batch: the handler decodes and validates each record itself."""
+    return None
+
+
 def register(broker: KafkaBroker, settings: DiscrepancySettings, service: Callable[[], DiscrepancyService]) -> None:
     """Subscribe the batch handler to both score topics in the service's consumer group."""
     opts = settings.discrepancy
@@ -29,6 +34,7 @@ def register(broker: KafkaBroker, settings: DiscrepancySettings, service: Callab
         batch_timeout_ms=opts.batch_timeout_ms,
         group_id=opts.group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw_bodies,
         **consumer_options(settings.kafka),
     )
     async def on_scores(message: KafkaMessage = Context("message")) -> None:
@@ -81,9 +87,9 @@ class RunningService:
     service: DiscrepancyService
 
     @classmethod
-    async def start(cls, settings: DiscrepancySettings) -> RunningService:
+    async def start(cls, settings: DiscrepancySettings, **broker_options: Any) -> RunningService:
         """Open the pool, subscribe, start the broker; the consumer group joins shortly after."""
-        broker = make_broker(settings.kafka)
+        broker = make_broker(settings.kafka, **broker_options)
         pool = await async_pool(settings.postgres, max_size=settings.discrepancy.pool_size)
         service = build_service(settings, pool=pool, broker=broker)
         register(broker, settings, lambda: service)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from axis_adapters.settings import load_settings
 from axis_contracts import CrystalScored, DiscrepancyFound, ModeScore, UserScored, topics
 
 from axis_discrepancy.app import RunningService
+from axis_discrepancy.cpu import tree_cpu_seconds
 from axis_discrepancy.settings import DiscrepancySettings
 
 CRYSTAL = ["microcrystals", "single_crystals"]
@@ -196,7 +198,9 @@ async def _found_on_topic(bootstrap: str, prefix: str, expect: int, timeout_s: f
     return sum(seen.values())
 
 
-async def run_bench(settings: DiscrepancySettings, *, pairs_n: int, disagree_rate: float, seed: int) -> int:
+async def run_bench(
+    settings: DiscrepancySettings, *, pairs_n: int, disagree_rate: float, seed: int, stack_pids: Sequence[int] = ()
+) -> int:
     """Run the benchmark against a running stack; print the table and the result line; 0 when all arrived once."""
     run_id = uuid.uuid4().hex[:8]
     prefix = f"bench-{run_id}"
@@ -224,7 +228,7 @@ async def run_bench(settings: DiscrepancySettings, *, pairs_n: int, disagree_rat
     rng.shuffle(messages)
     expected_k = sum(p.disagrees for p in pairs)
 
-    service = await RunningService.start(settings)
+    service = await RunningService.start(settings, log_level=logging.DEBUG)  # no access log line per batch
     try:
         # warm-up: the group has joined and the pool is open once one pair has gone through
         w = warm[0]
@@ -234,6 +238,7 @@ async def run_bench(settings: DiscrepancySettings, *, pairs_n: int, disagree_rat
         )
         await _wait_for(settings, prefix + "w", 1)
 
+        cpu0, own0 = tree_cpu_seconds([os.getpid(), *stack_pids]), tree_cpu_seconds([os.getpid()])
         t0 = time.perf_counter()
         await _send(bootstrap, messages)
         t_sent = time.perf_counter() - t0
@@ -245,6 +250,7 @@ async def run_bench(settings: DiscrepancySettings, *, pairs_n: int, disagree_rat
             await asyncio.sleep(0.05)
             counts = await _count(settings, prefix)
         elapsed = time.perf_counter() - t0
+        cpu, own = tree_cpu_seconds([os.getpid(), *stack_pids]) - cpu0, tree_cpu_seconds([os.getpid()]) - own0
         await asyncio.sleep(1.0)  # anything arriving late would be a duplicate
         counts = await _count(settings, prefix)
     finally:
@@ -273,6 +279,16 @@ async def run_bench(settings: DiscrepancySettings, *, pairs_n: int, disagree_rat
     for name, exp, got in rows:
         print(f"{name:32}{exp:>10}{got:>10}")
     print(f"send time {t_sent:.2f} s; all comparisons stored after {elapsed:.2f} s (batches of <= {opts.max_records})")
+    if cpu > 0:
+        who = "this process + broker + PostgreSQL + S3 + MLflow" if stack_pids else "this process only"
+        cores = os.cpu_count() or 1
+        # the service is one Python thread: it cannot go faster than its own CPU time, nor all of it than cores allow
+        bound = pairs_n / max(cpu / cores, own, 1e-9)
+        print(
+            f"CPU used meanwhile ({who}): {cpu:.2f} s, of which this process {own:.2f} s "
+            f"({1000 * cpu / max(1, pairs_n):.2f} ms per pair); load average {os.getloadavg()[0]:.1f} on {cores} "
+            f"cores; CPU-bound estimate with idle cores: {bound:.0f} pairs/s"
+        )
     wrong = counts["disagreements"] != expected_k
     if wrong:
         print(f"WRONG: {counts['disagreements']} disagreements stored, {expected_k} expected")
@@ -282,6 +298,16 @@ async def run_bench(settings: DiscrepancySettings, *, pairs_n: int, disagree_rat
         flush=True,
     )
     return 0 if (lost == 0 and duplicated == 0 and not wrong) else 1
+
+
+def _pids_of_env_file(env_file: Path) -> list[int]:
+    """The stack's server pids when the env file sits in an axis_stack data dir (else none: CPU of this process)."""
+    try:
+        import axis_stack
+
+        return list(axis_stack.stack_info(env_file.parent).pids.values())
+    except Exception:
+        return []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.data_dir is not None or not env_file:
             import axis_stack
 
-            data_dir = args.data_dir or Path(temp := tempfile.mkdtemp(prefix="axis-bench-"))
+            data_dir = args.data_dir or Path(temp := tempfile.mkdtemp(prefix="axis-bench-", dir="/tmp"))
             was_up = all(s.healthy for s in axis_stack.status(data_dir).values())
             info = axis_stack.up(data_dir, quiet=True)
             if not was_up and args.data_dir is None:
@@ -310,8 +336,13 @@ def main(argv: list[str] | None = None) -> int:
             elif not was_up:
                 print(f"started the stack in {data_dir}; it keeps running (stop: python -m axis_stack down)")
             os.environ["AXIS_ENV_FILE"] = str(info.env_file)
+            pids = list(info.pids.values())
+        else:
+            pids = _pids_of_env_file(Path(env_file))
         settings = load_settings(DiscrepancySettings)
-        return asyncio.run(run_bench(settings, pairs_n=args.pairs, disagree_rate=args.disagree_rate, seed=args.seed))
+        return asyncio.run(
+            run_bench(settings, pairs_n=args.pairs, disagree_rate=args.disagree_rate, seed=args.seed, stack_pids=pids)
+        )
     finally:
         if started is not None:
             import axis_stack

@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 
 from axis_adapters import discrepancy_repo as repo
 from axis_adapters.kafka import Publisher, publish_event
-from axis_contracts import ScoreScheme, UnknownScoreClass, UserScored, describe_validation_error
+from axis_contracts import ScoreScheme, UnknownScoreClass, UserScored, describe_validation_error, topics
 from axis_core.stats import StatsReport, check_group_by
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -52,6 +52,7 @@ class GatewayDeps:
     stats: StatsSource
     scheme: ScoreScheme
     api_key: SecretStr
+    user_topic: str = topics.USER_SCORED
 
 
 class PgGatewayStore:
@@ -143,7 +144,9 @@ def create_app(
         await broker.start()
         pool = await async_pool(settings.postgres, max_size=4)
         store = PgGatewayStore(pool)
-        state["deps"] = GatewayDeps(broker, store, store, settings.lims.score_scheme, settings.lims.api_key)
+        lims = settings.lims
+        topic = settings.discrepancy.user_scored_topic
+        state["deps"] = GatewayDeps(broker, store, store, lims.score_scheme, lims.api_key, user_topic=topic)
         try:
             yield
         finally:
@@ -178,7 +181,7 @@ def create_app(
             raise HTTPException(404, unknown_inspection_message(event))
         if event.inspection_id is None:
             event = event.model_copy(update={"inspection_id": inspection})
-        await publish_event(d.publisher, event)
+        await publish_event(d.publisher, event, topic=d.user_topic)
         return UserScoreAccepted(
             event_id=event.event_id, inspection_id=inspection, score=canonical, label=d.scheme.classes[canonical]
         )

@@ -162,30 +162,31 @@ class DiscrepancyService:
             decode(r, crystal_topic=self._crystal_topic, user_topic=self._user_topic, scheme=self._scheme)
             for r in records
         ]
+        seen: set[UUID] = set()
+        todo: list[Decoded] = []
+        for d in decoded:  # a second copy of an event in the same batch is dropped here
+            if d.event_id is None or d.event_id not in seen:
+                todo.append(d)
+                if d.event_id is not None:
+                    seen.add(d.event_id)
         async with self._pool.connection() as conn, conn.transaction():
-            ids = list(dict.fromkeys(d.event_id for d in decoded if d.event_id is not None))
-            fresh = await repo.claim_events(conn, self._consumer, ids)
-            todo: list[Decoded] = []
-            for d in decoded:
-                if d.event_id is None:
-                    todo.append(d)  # cannot be deduplicated: always an error (no event_id)
-                elif d.event_id in fresh:
-                    fresh.discard(d.event_id)  # a second copy in the same batch is skipped
-                    todo.append(d)
             scores = await self._scores(conn, todo)
             by_inspection = group_by_inspection(scores)
             await repo.lock_inspections(conn, list(by_inspection))
             states = await repo.load_states(conn, list(by_inspection))
-            results = [fold(states.get(i) or InspectionState(i), evs) for i, evs in by_inspection.items()]
-            await repo.save_batch(
-                conn,
-                mls=[s for s in scores if isinstance(s, MlScore)],
-                humans=[s for s in scores if isinstance(s, HumanScore)],
-                results=results,
-            )
-            for d in todo:
-                if d.error is not None:
-                    await self.dead_letters.reject(d.record, d.error)
+            # idempotency: the history tables' unique event ids say which scores are new
+            fresh = await repo.insert_ml_history(conn, [s for s in scores if isinstance(s, MlScore)])
+            fresh |= await repo.insert_user_scores(conn, [s for s in scores if isinstance(s, HumanScore)])
+            results = [
+                fold(states.get(i) or InspectionState(i), [e for e in evs if e.event_id in fresh])
+                for i, evs in by_inspection.items()
+            ]
+            await repo.save_results(conn, results)
+            rejected = [d for d in todo if d.error is not None]
+            claimed = await repo.claim_events(conn, self._consumer, [d.event_id for d in rejected if d.event_id])
+            for d in rejected:
+                if d.event_id is None or d.event_id in claimed:  # dead-letter each bad event once
+                    await self.dead_letters.reject(d.record, d.error)  # type: ignore[arg-type]
 
     async def _scores(self, conn: Any, todo: list[Decoded]) -> list[Score]:
         """Scores in arrival order; a user score whose inspection is unknown becomes an error."""

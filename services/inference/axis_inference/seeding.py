@@ -9,19 +9,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-
 from axis_adapters.registry import CHAMPION, ModelRegistry, RegisteredVersion
 from axis_contracts import ImageCaptured
 from axis_model.bundle import save_bundle
 from axis_model.classifier import CrystalClassifier, build_classifier
 from axis_model.preprocess import PreprocessConfig
 from axis_model.spec import MODES, BaseSpec, LoraSpec
+from PIL import Image
 
 
 def make_classifier(base: BaseSpec, size: int | None = None, *, seed: int = 0) -> CrystalClassifier:
     """A classifier with visible + uv adapters whose LoRA and heads are randomised (so versions differ)."""
-    clf = build_classifier(base, LoraSpec(), modes=list(MODES), preprocess=PreprocessConfig(size=size) if size else None)
+    clf = build_classifier(
+        base, LoraSpec(), modes=list(MODES), preprocess=PreprocessConfig(size=size) if size else None
+    )
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in clf.model.named_parameters():
@@ -41,7 +42,11 @@ def save_mode_bundles(clf: CrystalClassifier, out_dir: Path) -> dict[str, Path]:
 
 
 def register_champions(
-    registry: ModelRegistry, bundles: dict[str, Path], model_names: dict[str, str], *, experiment: str = "axis-inference"
+    registry: ModelRegistry,
+    bundles: dict[str, Path],
+    model_names: dict[str, str],
+    *,
+    experiment: str = "axis-inference",
 ) -> dict[str, RegisteredVersion]:
     """Register each mode's bundle as a new version (in a fresh MLflow run) and point ``champion`` at it."""
     client: Any = registry.client

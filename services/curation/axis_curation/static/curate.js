@@ -8,17 +8,22 @@ function setText(id, text) { document.getElementById(id).textContent = text; }
 
 async function loadNext() {
   const page = await api("/v1/queue?limit=1");
+  const item = page.items.length ? await api("/v1/items/" + page.items[0].id) : null;
   setText("queue-count", String(page.count));
   setText("rule", "an item is decided by " + page.consensus_min + " agreeing curator" + (page.consensus_min > 1 ? "s" : ""));
-  if (!page.items.length) {
-    current = null;
+  current = item;
+  if (!item) {
     document.getElementById("work").hidden = true;
     document.getElementById("empty").hidden = false;
     return;
   }
-  const item = await api("/v1/items/" + page.items[0].id);
-  current = item;
   show(item);
+}
+
+function setBusy(value) {
+  busy = value;
+  document.body.dataset.state = value ? "busy" : "ready";
+  document.querySelectorAll(".labels button").forEach((b) => (b.disabled = value));
 }
 
 function show(item) {
@@ -51,8 +56,7 @@ function show(item) {
 
 async function label(value) {
   if (!current || busy) return;
-  busy = true;
-  document.querySelectorAll(".labels button").forEach((b) => (b.disabled = true));
+  setBusy(true);
   try {
     const comment = document.getElementById("comment").value;
     const res = await api("/v1/items/" + current.id + "/labels", { method: "POST", body: { label: value, comment } });
@@ -61,8 +65,7 @@ async function label(value) {
   } catch (e) {
     setText("flash", "could not save: " + e.message);
   } finally {
-    busy = false;
-    document.querySelectorAll(".labels button").forEach((b) => (b.disabled = false));
+    setBusy(false);
   }
 }
 
@@ -78,4 +81,4 @@ document.addEventListener("keydown", (ev) => {
 });
 document.querySelectorAll(".labels button").forEach((b) => b.addEventListener("click", () => label(b.dataset.label)));
 
-renderHeader("curate").then(loadNext).catch((e) => setText("flash", e.message));
+renderHeader("curate").then(loadNext).then(() => setBusy(false)).catch((e) => setText("flash", e.message));

@@ -6,7 +6,7 @@ let plate = null;
 
 function wellTitle(w) {
   if (w.probability === null) return w.well + ": not scored";
-  let t = w.well + ": " + pct(w.probability) + " crystal · model " + (w.model_version || "?");
+  let t = w.well + ": " + pct(w.probability) + " crystal · " + (w.model_name || "model") + " v" + (w.model_version || "?");
   if (w.user_score) t += " · user: " + w.user_score.raw_class;
   return t;
 }
@@ -37,7 +37,7 @@ function renderLegend(users) {
     const a = Math.pow(Math.min(1, Math.max(0, (p - 0.4) / 0.6)), 0.7);
     const step = el("span", { class: "step", title: pct(p) });
     step.style.background = "rgba(0,150,60," + a.toFixed(3) + ")";
-    legend.append(el("span", {}, step, el("div", { text: Math.round(p * 100) + "" })));
+    legend.append(el("span", { class: "tick" }, step, el("span", { text: Math.round(p * 100) + " %" })));
   }
 }
 

@@ -1,0 +1,61 @@
+"""One-shot jobs of a real deployment (docker-compose): migrate the database, create the topics."""
+
+from __future__ import annotations
+
+import psycopg
+from axis_adapters.settings import ServiceSettings, load_settings
+
+from axis_stack import procs
+from axis_stack.components import TOPIC_PARTITIONS, ensure_topics
+from axis_stack.migrate import apply_migrations
+
+
+def migrate_from_settings(*, wait_s: float = 60.0) -> list[str]:
+    """Apply pending migrations to the database named by the AXIS_POSTGRES__* settings (waits for it first)."""
+    settings = load_settings(ServiceSettings)
+    applied: list[str] = []
+
+    def attempt() -> bool:
+        applied.extend(apply_migrations(settings.postgres.conninfo()))
+        return True
+
+    where = f"PostgreSQL at {settings.postgres.host}:{settings.postgres.port}"
+    procs.wait_until(attempt, timeout=wait_s, what=where, interval=1.0, retry_on=(psycopg.OperationalError,))
+    return applied
+
+
+def create_topics_from_settings(*, partitions: int = TOPIC_PARTITIONS, wait_s: float = 60.0) -> str:
+    """Create the missing project topics on the broker named by AXIS_KAFKA__BOOTSTRAP_SERVERS (waits for it)."""
+    settings = load_settings(ServiceSettings)
+    result: list[str] = []
+
+    def attempt() -> bool:
+        result.append(ensure_topics(settings.kafka.bootstrap_servers, create=True, partitions=partitions))
+        return True
+
+    procs.wait_until(attempt, timeout=wait_s, what=f"broker at {settings.kafka.bootstrap_servers}", interval=2.0)
+    return result[-1]
+
+
+def probe_from_settings() -> list[str]:
+    """Problems reaching the broker, PostgreSQL and the object store of the AXIS_* settings (empty: all fine)."""
+    from minio import Minio
+
+    settings = load_settings(ServiceSettings)
+    problems: list[str] = []
+    try:
+        ensure_topics(settings.kafka.bootstrap_servers, create=False)
+    except Exception as exc:  # every failure is a finding to report
+        problems.append(f"kafka {settings.kafka.bootstrap_servers}: {exc!r}")
+    try:
+        with psycopg.connect(settings.postgres.conninfo(), connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        problems.append(f"postgres {settings.postgres.host}:{settings.postgres.port}: {exc!r}")
+    try:
+        s3 = settings.s3
+        client = Minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure)
+        client.bucket_exists(s3.images_bucket)
+    except Exception as exc:
+        problems.append(f"s3 {settings.s3.endpoint}: {exc!r}")
+    return problems

@@ -1,0 +1,82 @@
+"""The demo's admin client of the curation HTTP API: account, token, dataset exports."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+ADMIN_USER = "demo-admin"
+
+
+def create_account(env: Mapping[str, str], username: str, role: str, password: str) -> None:
+    """Create an account through ``python -m axis_curation create-user`` (a no-op error when it exists)."""
+    full = {**os.environ, **env, "AXIS_NEW_USER_PASSWORD": password}
+    out = subprocess.run(
+        [sys.executable, "-m", "axis_curation", "create-user", username, "--role", role],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if out.returncode != 0 and "exists" not in (out.stderr + out.stdout):
+        raise RuntimeError(f"creating account {username!r} failed: {out.stderr.strip() or out.stdout.strip()}")
+
+
+class CurationClient:
+    """Bearer-token client of the curation service."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 600.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+
+    @classmethod
+    def login(cls, base_url: str, username: str, password: str) -> CurationClient:
+        """A client holding an API token of ``username``."""
+        with httpx.Client(base_url=base_url, timeout=60.0) as http:
+            r = http.post("/v1/tokens", json={"username": username, "password": password})
+            if r.status_code != 200:
+                raise RuntimeError(f"login of {username!r} at {base_url} failed: {r.status_code} {r.text[:300]}")
+            return cls(base_url, r.json()["access_token"])
+
+    def healthy(self) -> bool:
+        """True when the service answers HTTP."""
+        try:
+            return self.http.get("/v1/me").status_code in (200, 401)
+        except httpx.HTTPError:
+            return False
+
+    def export(
+        self, name: str, *, purpose: str, plates: Sequence[str] | None = None, config: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """POST /v1/datasets as admin; returns the recorded dataset (with removed_by_stage, published)."""
+        body: dict[str, Any] = {"name": name, "purpose": purpose, "config": dict(config or {})}
+        if plates is not None:
+            body["plates"] = list(plates)
+        r = self.http.post("/v1/datasets", json=body)
+        if r.status_code != 201:
+            raise RuntimeError(f"dataset export {name!r} ({purpose}) failed: {r.status_code} {r.text[:500]}")
+        out: dict[str, Any] = r.json()
+        return out
+
+    def create_account(self, username: str, password: str, role: str) -> None:
+        """POST /v1/accounts as admin (409: it exists already, fine)."""
+        r = self.http.post("/v1/accounts", json={"username": username, "password": password, "role": role})
+        if r.status_code not in (201, 409):
+            raise RuntimeError(f"creating account {username!r} failed: {r.status_code} {r.text[:300]}")
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+
+def new_password() -> str:
+    """A random password for the demo's accounts."""
+    return secrets.token_urlsafe(18)

@@ -1,0 +1,143 @@
+"""The demo's final stage: measure foundation vs new version on the frozen B test set; table, plot, last line."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from axis_cli.demo_eval import ModeModel, VersionEval, evaluate, fetch_images, load_rows
+from axis_cli.plots import PlotEntry, loop_figure
+
+if TYPE_CHECKING:
+    from axis_cli.demo_run import DemoRun
+
+
+def _pct(x: float) -> str:
+    return f"{100.0 * x:.1f}%"
+
+
+def loop_line(before: VersionEval, after: VersionEval) -> str:
+    """The demo's last line (the numbers are the measured ones)."""
+    b, a = before.metrics, after.metrics
+    gain = 100.0 * (a.balanced_accuracy - b.balanced_accuracy)
+    return (
+        f"loop: balanced accuracy {_pct(b.balanced_accuracy)} -> {_pct(a.balanced_accuracy)} ({gain:+.1f} points), "
+        f"recall {_pct(b.recall)} -> {_pct(a.recall)}, precision {_pct(b.precision)} -> {_pct(a.precision)} "
+        f"on {a.n} facility-B test images"
+    )
+
+
+def _models(run: DemoRun, versions: dict[str, str], root: Path) -> dict[str, ModeModel]:
+    from axis_adapters.registry import ModelRegistry
+
+    from axis_cli.demo_loop import model_names
+
+    reg = ModelRegistry(run.stack.mlflow_uri)
+    out: dict[str, ModeModel] = {}
+    for mode, version in versions.items():
+        name = model_names(run)[mode]
+        rv = reg.version(name, version)
+        bundle = reg.download_bundle(name, version, root / f"{name}-{version}")
+        out[mode] = ModeModel(mode=mode, model_name=name, version=version, bundle_dir=bundle, threshold=rv.threshold)
+    return out
+
+
+def _entry(e: VersionEval) -> PlotEntry:
+    m = e.metrics
+    c = m.confusion
+    return PlotEntry(
+        name=e.name,
+        recall=m.recall,
+        precision=m.precision,
+        balanced_accuracy=m.balanced_accuracy,
+        tp=c.tp,
+        fn=c.fn,
+        fp=c.fp,
+        tn=c.tn,
+    )
+
+
+def _table(evals: list[VersionEval]) -> list[str]:
+    lines = [f"  {'model':<24} {'versions':<22} {'recall':>8} {'precision':>10} {'bal. acc.':>10} {'n':>6}"]
+    for e in evals:
+        m = e.metrics
+        lines.append(
+            f"  {e.name:<24} {e.version_text():<22} {_pct(m.recall):>8} {_pct(m.precision):>10} "
+            f"{_pct(m.balanced_accuracy):>10} {m.n:>6}"
+        )
+        for mode, pm in sorted(e.per_mode.items()):
+            lines.append(
+                f"  {'  ' + mode:<24} {'':<22} {_pct(pm.recall):>8} {_pct(pm.precision):>10} "
+                f"{_pct(pm.balanced_accuracy):>10} {pm.n:>6}"
+            )
+    return lines
+
+
+def report(run: DemoRun) -> None:
+    """Evaluate both generations on the test manifest, write the plot and summary, print the table."""
+    from axis_cli.demo_loop import elapsed_text, store_of
+
+    test = run.counts.test_set
+    store = store_of(run)
+    rows = load_rows(store.get_bytes(test["manifest_uri"]))
+    images = fetch_images(rows, store.get_bytes)
+    with tempfile.TemporaryDirectory(prefix="axis-demo-eval-") as tmp:
+        before = evaluate(
+            "foundation (domain A)",
+            _models(run, run.state["foundation_versions"], Path(tmp)),
+            rows,
+            images,
+            base_path=str(run.base_path),
+        )
+        after = evaluate(
+            "after one loop",
+            _models(run, run.state["new_versions"], Path(tmp)),
+            rows,
+            images,
+            base_path=str(run.base_path),
+        )
+    plot = loop_figure([_entry(before), _entry(after)], run.opts.data_dir / "demo" / "loop.png")
+    c = run.counts
+    train = c.train_set
+    qc = train.get("removed_by_stage") or {}
+    lines = [
+        "",
+        f"Lab-in-the-Loop demo (seed {run.opts.seed}, {elapsed_text(run.elapsed())})",
+        "",
+        f"Held-out facility-B test set {test['name']} v{test['version']} ({len(rows)} images, labels from "
+        "agreements and curated disagreements):",
+        *_table([before, after]),
+        "",
+        "Counts per stage:",
+        f"  images captured (robot)        {c.images_captured}",
+        f"  images scored (inference)      {c.images_scored} ({c.inspections_scored} inspections fused)",
+        f"  inspections user-scored (LIMS) {c.compared}: {c.agreements} agreements, {c.disagreements} disagreements",
+        f"  curated                        {c.curated_labels} curator labels; queue {c.discrepancy_status}",
+        f"  training set                   {train.get('name')} v{train.get('version')}: {train.get('counts')}",
+        f"  dataset QC removed             {', '.join(f'{k} {v}' for k, v in qc.items()) or 'nothing'}",
+        f"  model versions                 foundation {before.version_text()} -> champion {after.version_text()}",
+        f"  after promotion                {c.after_images} new images, all scored by the new version",
+        "",
+        "Where to look:",
+        f"  plate map      {run.curation_url}/plates/{run.state['plates']['after'][0]}",
+        f"  curator queue  {run.curation_url}/curate",
+        f"  datasets       {run.curation_url}/datasets",
+        f"  MLflow UI      {run.stack.mlflow_uri}",
+        f"  plot           {plot}",
+        f"  logs           {run.opts.data_dir / 'logs'}",
+    ]
+    print("\n".join(lines), flush=True)
+    run.last_line = loop_line(before, after)
+    summary: dict[str, Any] = {
+        "seed": run.opts.seed,
+        "elapsed_s": round(run.elapsed(), 1),
+        "test_set": {k: test.get(k) for k in ("name", "version", "manifest_uri", "counts")},
+        "train_set": {k: train.get(k) for k in ("name", "version", "manifest_uri", "counts", "removed_by_stage")},
+        "foundation": {"versions": before.versions, **before.metrics.scalars()},
+        "new": {"versions": after.versions, **after.metrics.scalars()},
+        "counts": {k: v for k, v in vars(c).items() if k not in ("test_set", "train_set")},
+        "plot": str(plot),
+        "last_line": run.last_line,
+    }
+    run.say(f"summary in {run.save_summary(summary)}")

@@ -1,0 +1,203 @@
+"""Inference benchmark: naive vs fast path (axis_model.bench), plus the whole service path end to end.
+
+    python -m axis_inference.bench --size 224 [--n 64] [--events 64] [--base base|tiny]
+
+The service part starts the embedded stack in a temporary directory, registers champions in MLflow, puts
+real-size JPEGs in S3, runs the service in this process with the variant the model benchmark chose, sends
+ImageCaptured events and measures images per second until every score is in PostgreSQL and on the
+CrystalScored topic. The last line printed is the summary the checks read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from axis_adapters.objectstore import MinioObjectStore
+from axis_adapters.registry import ModelRegistry
+from axis_contracts import CrystalScored, topics
+from axis_model.bench import BenchResult, run_model_benchmark, synthetic_set
+from axis_model.spec import BaseSpec
+
+from axis_inference.seeding import image_event, make_classifier, register_champions, save_mode_bundles
+from axis_inference.service import InferenceService
+from axis_inference.settings import InferenceSettings
+
+
+@dataclass
+class ServiceResult:
+    """End-to-end service measurement."""
+
+    events: int
+    seconds: float
+    batches: int
+    avg_batch: float
+
+    @property
+    def img_s(self) -> float:
+        """Images per second from the first event sent to the last score stored and published."""
+        return self.events / self.seconds
+
+
+async def _count_scores(settings: InferenceSettings, model_names: Sequence[str]) -> int:
+    import psycopg
+
+    def count() -> int:
+        with psycopg.connect(settings.postgres.conninfo()) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM image_scores WHERE model_name = ANY(%s)", (list(model_names),)
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    return await asyncio.to_thread(count)
+
+
+async def _measure(settings: InferenceSettings, images: list[bytes], size: int, base: str, tmp: Path) -> ServiceResult:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    names = {"visible": settings.mlflow.visible_model, "uv": settings.mlflow.uv_model}
+    registry = ModelRegistry(settings.mlflow.tracking_uri)
+    clf = make_classifier(BaseSpec.named(base), size, seed=1)
+    bundles = save_mode_bundles(clf, tmp / "bundles")
+    del clf
+    await asyncio.to_thread(register_champions, registry, bundles, names)
+    store = MinioObjectStore(settings.s3)
+    plate = f"BENCH{uuid.uuid4().hex[:6]}"
+    events = []
+    for i, data in enumerate(images):
+        mode = ("visible", "uv")[i % 2]
+        inspection = f"{plate}-{i // 2}"
+        uri = f"s3://{settings.s3.images_bucket}/bench/{plate}/{i}.jpg"
+        store.put_bytes(uri, data, "image/jpeg")
+        well = f"{'ABCDEFGH'[(i // 2) % 8]}{(i // 2) // 8 % 12 + 1}"
+        events.append(image_event(plate=plate, well=well, inspection=inspection, mode=mode, uri=uri))
+    warm = [
+        image_event(plate=plate, well="H12", inspection=f"{plate}-warm", mode=m, uri=events[0].image_uri)
+        for m in ("visible", "uv")
+    ]
+    svc = InferenceService(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(svc.run(stop))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_idempotence=False)
+    consumer = AIOKafkaConsumer(
+        topics.CRYSTAL_SCORED, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="latest"
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        while not svc.consuming:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # let the consumer group settle
+        for e in warm:
+            await producer.send_and_wait(topics.IMAGE_CAPTURED, e.to_bytes(), key=e.key().encode())
+        while await _count_scores(settings, list(names.values())) < len(warm):  # noqa: ASYNC110 - polling PG
+            await asyncio.sleep(0.2)
+        seen: set[uuid.UUID] = set()
+        wanted = {e.event_id for e in events}
+        batches0 = svc.metrics.batches
+        t0 = time.perf_counter()
+        for e in events:
+            await producer.send(topics.IMAGE_CAPTURED, e.to_bytes(), key=e.key().encode())
+        await producer.flush()
+        while not wanted <= seen or await _count_scores(settings, list(names.values())) < len(events) + len(warm):
+            got = await consumer.getmany(timeout_ms=200)
+            for recs in got.values():
+                for rec in recs:
+                    scored = CrystalScored.model_validate_json(rec.value)
+                    seen.update(s.image_event_id for s in scored.scores.values())
+            if task.done():
+                task.result()
+        elapsed = time.perf_counter() - t0
+        batches = svc.metrics.batches - batches0
+        return ServiceResult(len(events), elapsed, batches, len(events) / max(1, batches))
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        stop.set()
+        await asyncio.wait_for(task, timeout=120)
+
+
+def run_service_benchmark(
+    images: list[bytes], *, size: int, base: str, variant: str, batch_size: int = 8
+) -> ServiceResult:
+    """Start the embedded stack in a temp dir, measure the service end to end, stop the stack."""
+    from axis_stack import down, up
+
+    data_dir = Path(tempfile.mkdtemp(prefix="axis-bench-", dir="/tmp"))
+    tmp = Path(tempfile.mkdtemp(prefix="axis-bench-work-"))
+    saved = dict(os.environ)
+    try:
+        print("[bench] starting the embedded stack (broker, PostgreSQL, S3, MLflow)", flush=True)
+        info = up(data_dir, quiet=True)
+        run = uuid.uuid4().hex[:6]
+        os.environ.update(info.env)  # MLflow's client reads the S3 endpoint and keys from the environment
+        os.environ.update(
+            {
+                "AXIS_MLFLOW__VISIBLE_MODEL": f"axis-visible-bench-{run}",
+                "AXIS_MLFLOW__UV_MODEL": f"axis-uv-bench-{run}",
+                "AXIS_INFERENCE__VARIANT": variant,
+                "AXIS_INFERENCE__BATCH_SIZE": str(batch_size),
+                "AXIS_INFERENCE__HTTP_PORT": "0",
+                "AXIS_INFERENCE__CACHE_DIR": str(tmp / "cache"),
+            }
+        )
+        settings = InferenceSettings(_env_file=None)  # type: ignore[call-arg]
+        print(f"[bench] service end to end: {len(images)} events, variant {variant}, batches of {batch_size}")
+        return asyncio.run(_measure(settings, images, size, base, tmp))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        down(data_dir, quiet=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def summary_line(model: BenchResult, service: ServiceResult) -> str:
+    """The last line of the benchmark output."""
+    return (
+        f"inference speedup: {model.speedup:.2f}x (fast {model.fast_img_s:.1f} img/s vs naive "
+        f"{model.naive_img_s:.1f} img/s, service end-to-end {service.img_s:.1f} img/s, label agreement "
+        f"{100 * model.label_agreement:.1f}%, max |dp| {model.max_abs_dp:.3f}, size {model.size} px, "
+        f"model {model.base})"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(description="naive vs fast inference, plus the service end to end")
+    parser.add_argument("--size", type=int, default=518, choices=(224, 518))
+    parser.add_argument("--n", type=int, default=None, help="benchmark images (default 64 at 224 px, 32 at 518)")
+    parser.add_argument("--events", type=int, default=None, help="events through the service (default: --n)")
+    parser.add_argument("--base", default="base", help="'base', 'tiny' or a local DINOv2 directory")
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args(argv)
+    n = args.n or (64 if args.size == 224 else 32)
+    events = args.events or n
+    model = run_model_benchmark(args.size, n, args.base)
+    images, _ = synthetic_set(events, seed=7)
+    service = run_service_benchmark(
+        images, size=args.size, base=args.base, variant=model.variant, batch_size=args.batch_size
+    )
+    ratio = service.img_s / model.fast_img_s
+    print(f"{'path':<28}{'img/s':>8}")
+    print(f"{'naive (reference style)':<28}{model.naive_img_s:>8.2f}")
+    print(f"{'fast path [' + model.variant + ']':<28}{model.fast_img_s:>8.2f}")
+    print(
+        f"{'service end to end':<28}{service.img_s:>8.2f}   ({100 * ratio:.0f}% of fast; "
+        f"{service.batches} batches, avg {service.avg_batch:.1f} images)"
+    )
+    print(summary_line(model, service), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Wiring of the trainer: settings → object store, registry, trainer, broker subscriber. The only place adapters are built."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from axis_adapters.kafka import consumer_options, make_broker, records_of
+from axis_adapters.objectstore import MinioObjectStore
+from axis_adapters.registry import ModelRegistry
+from axis_contracts import topics
+from axis_model.spec import BaseSpec
+from faststream import AckPolicy, Context, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+
+from axis_trainer import db
+from axis_trainer.pipeline import DatasetRef, Trainer
+from axis_trainer.service import TrainerService
+from axis_trainer.settings import CONSUMER_GROUP, TrainerSettings
+
+log = logging.getLogger("axis_trainer")
+MAX_POLL_INTERVAL_MS = 6 * 3600 * 1000  # a training job may hold the consumer for hours
+
+
+def base_spec(settings: TrainerSettings) -> BaseSpec:
+    """The base weights: AXIS_MODEL__BASE_PATH (a directory, ``tiny``, ``base`` or a hub id); default ``tiny``."""
+    return BaseSpec.named(settings.model.base_path or "tiny")
+
+
+def build_trainer(settings: TrainerSettings, *, say: Any = None) -> Trainer:
+    """A Trainer over MinIO, the MLflow registry and the datasets table."""
+    opts = settings.trainer
+
+    def find_test_set() -> DatasetRef | None:
+        if opts.test_manifest_uri:
+            return DatasetRef("test-set", "configured", opts.test_manifest_uri, None)
+        return db.latest_test_set(settings.postgres)
+
+    work = Path(opts.work_dir) if opts.work_dir else None
+    trainer = Trainer(
+        store=MinioObjectStore(settings.s3),
+        registry=ModelRegistry(settings.mlflow.tracking_uri),
+        base=base_spec(settings),
+        options=opts,
+        model_names={"visible": settings.mlflow.visible_model, "uv": settings.mlflow.uv_model},
+        experiment=settings.mlflow.experiment,
+        find_test_set=find_test_set,
+        say=say or (lambda line: log.info("%s", line)),
+    )
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
+        trainer.work_dir = work
+    return trainer
+
+
+def build_service(settings: TrainerSettings, broker: Any, *, say: Any = None) -> TrainerService:
+    """The handler over a trainer and a broker used for publishing."""
+    return TrainerService(
+        trainer=build_trainer(settings, say=say),
+        publisher=broker,
+        consumer=CONSUMER_GROUP,
+        is_processed=lambda eid: db.already_processed(settings.postgres, CONSUMER_GROUP, eid),
+        mark_processed=lambda eid: db.mark_processed(settings.postgres, CONSUMER_GROUP, eid),
+    )
+
+
+async def _raw_body(message: Any) -> None:
+    """Skip FastStream's JSON decoding: the handler validates the raw record itself."""
+    return None
+
+
+def register(broker: KafkaBroker, settings: TrainerSettings, service: TrainerService) -> None:
+    """Subscribe the handler to DatasetExported in the trainer's consumer group."""
+
+    @broker.subscriber(
+        topics.DATASET_EXPORTED,
+        group_id=CONSUMER_GROUP,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw_body,
+        max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        **consumer_options(settings.kafka),
+    )
+    async def on_dataset(message: KafkaMessage = Context("message")) -> None:
+        for record in records_of(message):
+            await service.handle(record)
+
+
+def create_app(settings: TrainerSettings) -> FastStream:
+    """The FastStream application run by ``python -m axis_trainer``."""
+    broker = make_broker(settings.kafka)
+    register(broker, settings, build_service(settings, broker))
+    return FastStream(broker)
+
+
+@dataclass
+class RunningTrainer:
+    """The service started on the caller's event loop (tests); ``stop()`` ends it."""
+
+    broker: KafkaBroker
+    service: TrainerService
+
+    @classmethod
+    async def start(cls, settings: TrainerSettings, *, say: Any = None) -> RunningTrainer:
+        """Subscribe and start the broker; the consumer group joins shortly after."""
+        broker = make_broker(settings.kafka)
+        service = build_service(settings, broker, say=say)
+        register(broker, settings, service)
+        await broker.start()
+        return cls(broker=broker, service=service)
+
+    async def stop(self) -> None:
+        """Stop consuming."""
+        await self.broker.stop()

@@ -1,0 +1,56 @@
+"""The whole Lab-in-the-Loop on the embedded stack, small: robot -> ... -> trainer -> promotion -> new scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+import pytest
+
+if TYPE_CHECKING:
+    from axis_stack import StackInfo
+
+pytestmark = pytest.mark.e2e
+
+
+def test_one_loop_registers_promotes_and_scores_with_the_new_version(stack: StackInfo, tmp_path: Path) -> None:
+    from axis_adapters.registry import ModelRegistry
+    from axis_cli.demo import DemoOptions
+    from axis_cli.demo_run import DemoRun
+
+    opts = DemoOptions(
+        data_dir=tmp_path,
+        seed=3,
+        foundation_plates=2,
+        test_plates=1,
+        plates=2,
+        after_plates=1,
+        wells=24,
+        inspections=2,
+        foundation_steps=60,
+        steps=60,
+        stage_timeout=240,
+    )
+    run = DemoRun(opts, stack=stack)
+    try:
+        run.execute()
+    finally:
+        run.shutdown()
+
+    registry = ModelRegistry(stack.mlflow_uri)
+    after_plates = run.state["plates"]["after"]
+    with psycopg.connect(stack.postgres_conninfo()) as conn:
+        for mode, name in (("visible", "axis-visible"), ("uv", "axis-uv")):
+            foundation = run.state["foundation_versions"][mode]
+            champion = registry.champion(name)
+            assert champion is not None
+            assert int(champion.version) > int(foundation), f"{name}: no newer version became champion"
+            rows = conn.execute(
+                "SELECT DISTINCT s.model_version FROM image_scores s JOIN images i USING (image_event_id) "
+                "WHERE i.plate_barcode = ANY(%s) AND i.imaging_mode = %s",
+                [after_plates, mode],
+            ).fetchall()
+            assert rows == [(champion.version,)], f"{mode} images after the promotion were scored by {rows}"
+    assert (tmp_path / "demo" / "loop.png").stat().st_size > 0
+    assert run.last_line.startswith("loop: balanced accuracy ")

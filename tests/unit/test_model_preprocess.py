@@ -1,0 +1,136 @@
+"""Image bytes -> model input: formats, bit depths, real-size JPEGs and rejected images."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from axis_model.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageRejected,
+    PreprocessConfig,
+    decode_gray,
+    preprocess_batch,
+    preprocess_bytes,
+    random_flip,
+)
+
+pytestmark = pytest.mark.unit
+
+SAMPLES = Path("/work/shared/samples")
+
+
+def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _gradient(h: int = 64, w: int = 80) -> np.ndarray:
+    return np.tile(np.linspace(0, 255, w, dtype=np.float64), (h, 1)).round().astype(np.uint8)
+
+
+def test_gray_png_becomes_three_identical_normalised_channels() -> None:
+    gray = _gradient()
+    x = preprocess_bytes(_encode(Image.fromarray(gray), "PNG"), PreprocessConfig(size=28))
+    assert x.shape == (3, 28, 28) and x.dtype == np.float32
+    for c in range(3):
+        raw = x[c] * IMAGENET_STD[c] + IMAGENET_MEAN[c]
+        np.testing.assert_allclose(raw, x[0] * IMAGENET_STD[0] + IMAGENET_MEAN[0], atol=1e-5)
+    white = preprocess_bytes(_encode(Image.new("L", (30, 30), 255), "PNG"), PreprocessConfig(size=14))
+    np.testing.assert_allclose(white[:, 0, 0], [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)])
+
+
+def test_rgb_jpeg_and_tiff_decode_to_the_same_gray_as_png() -> None:
+    rgb = Image.fromarray(np.stack([_gradient()] * 3, axis=-1))
+    cfg = PreprocessConfig(size=28)
+    png = preprocess_bytes(_encode(rgb, "PNG"), cfg)
+    tif = preprocess_bytes(_encode(rgb, "TIFF"), cfg)
+    jpg = preprocess_bytes(_encode(rgb, "JPEG", quality=95), cfg)  # decoded at 1/2 scale (draft)
+    np.testing.assert_array_equal(png, tif)
+    assert np.abs(png - jpg).mean() < 0.03  # about one gray level
+
+
+def test_16bit_gray_tiff_is_scaled_not_clipped() -> None:
+    gray8 = _gradient()
+    gray16 = gray8.astype(np.uint16) * 257  # same picture, full 16-bit range
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, gray16)
+    cfg = PreprocessConfig(size=28)
+    decoded = decode_gray(buf.getvalue(), cfg)
+    assert decoded.min() == 0 and decoded.max() == 255
+    np.testing.assert_array_equal(decoded, gray8)
+    np.testing.assert_allclose(
+        preprocess_bytes(buf.getvalue(), cfg), preprocess_bytes(_encode(Image.fromarray(gray8), "PNG"), cfg), atol=1e-6
+    )
+
+
+def test_12bit_data_in_16bit_tiff_can_be_stretched() -> None:
+    gray12 = (_gradient().astype(np.uint16) * 16).clip(0, 4095)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, gray12)
+    decoded = decode_gray(buf.getvalue(), PreprocessConfig(size=28, high_bit_depth="stretch"))
+    assert decoded.min() == 0 and decoded.max() == 255
+
+
+@pytest.mark.skipif(not (SAMPLES / "axis-sample-visible.jpg").exists(), reason="real samples not present")
+def test_real_size_jpegs_use_reduced_decoding_and_match_full_decode() -> None:
+    data = (SAMPLES / "axis-sample-visible.jpg").read_bytes()
+    fast = preprocess_bytes(data, PreprocessConfig(size=224))
+    full = preprocess_bytes(data, PreprocessConfig(size=224, draft_factor=0))
+    assert fast.shape == (3, 224, 224) and np.isfinite(fast).all()
+    assert np.abs(fast - full).mean() < 0.02  # < 1 gray level on average
+    assert decode_gray(data, PreprocessConfig(size=224)).shape[1] < 2295 / 4  # decoded at 1/8 scale
+    batch = preprocess_batch([data, (SAMPLES / "axis-sample-uv.jpg").read_bytes()], PreprocessConfig(size=518))
+    assert batch.shape == (2, 3, 518, 518)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "0 bytes"),
+        (b"this is not an image at all", "undecodable"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 50, "undecodable"),
+    ],
+)
+def test_bad_bytes_are_rejected_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(ImageRejected, match=reason) as info:
+        preprocess_bytes(data, PreprocessConfig(size=28))
+    assert reason in info.value.reason
+
+
+def test_truncated_jpeg_is_rejected() -> None:
+    noise = np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8)
+    data = _encode(Image.fromarray(noise), "JPEG", quality=90)
+    with pytest.raises(ImageRejected, match="truncated or corrupt"):
+        preprocess_bytes(data[: len(data) // 2], PreprocessConfig(size=28))
+
+
+def test_decompression_bomb_is_rejected_before_decoding() -> None:
+    cfg = PreprocessConfig(size=28, max_pixels=1000)
+    with pytest.raises(ImageRejected, match="too large"):
+        preprocess_bytes(_encode(Image.new("L", (50, 50)), "PNG"), cfg)
+    # a 1-bit 10000 x 10000 PNG is a few kB but 100 MP: refused at the header with the default 60 MP limit
+    huge = _encode(Image.new("1", (10000, 10000)), "PNG")
+    assert len(huge) < 200_000
+    with pytest.raises(ImageRejected, match="too large"):
+        preprocess_bytes(huge, PreprocessConfig(size=28))
+
+
+def test_flip_augmentation_only_flips() -> None:
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    allowed = [x, x[:, :, ::-1], x[:, ::-1, :], x[:, ::-1, ::-1]]
+    seen = set()
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        out = random_flip(x, rng)
+        matches = [i for i, a in enumerate(allowed) if np.array_equal(out, a)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == {0, 1, 2, 3}
