@@ -101,7 +101,7 @@ class ModelRegistry:
         if not metrics and with_run_metrics and mv.run_id:
             try:
                 metrics = {str(k): float(v) for k, v in self._client.get_run(mv.run_id).data.metrics.items()}
-            except Exception:  # noqa: BLE001 - a deleted run must not break reading the version
+            except Exception:
                 metrics = {}
         return RegisteredVersion(
             name=mv.name,

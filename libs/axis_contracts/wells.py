@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from functools import lru_cache
 
 
 class PlateType(StrEnum):
@@ -26,10 +27,14 @@ _WELL_RE = re.compile(r"^([A-Z]{1,2})(\d{1,2})$")
 
 def row_names(plate_type: PlateType) -> list[str]:
     """Row letters of a plate: A…H, A…P, or A…Z then AA…AF for 1536 wells."""
-    rows, _ = _GEOMETRY[PlateType(plate_type)]
+    return list(_row_names(PlateType(plate_type)))
+
+
+@lru_cache(maxsize=None)
+def _row_names(plate_type: PlateType) -> tuple[str, ...]:
+    rows, _ = _GEOMETRY[plate_type]
     letters = [chr(ord("A") + i) for i in range(26)]
-    names = letters + ["A" + c for c in letters]
-    return names[:rows]
+    return tuple((letters + ["A" + c for c in letters])[:rows])
 
 
 def geometry(plate_type: PlateType) -> tuple[int, int]:
@@ -60,7 +65,7 @@ def validate_well(well: str, plate_type: PlateType = PlateType.WELLS_96) -> str:
     norm = well.strip().upper()
     pt = PlateType(plate_type)
     rows, cols = _GEOMETRY[pt]
-    names = row_names(pt)
+    names = _row_names(pt)
     try:
         row, col = parse_well(norm)
     except ValueError:

@@ -244,7 +244,9 @@ def train_mode(
             if on_progress and (step % config.log_every == 0 or step == total):
                 elapsed = time.monotonic() - started
                 on_progress(
-                    Progress(step, total, epoch, smoothed, scheduler.get_last_lr()[0], elapsed / step * (total - step))
+                    Progress(
+                        step, total, epoch, smoothed, float(scheduler.get_last_lr()[0]), elapsed / step * (total - step)
+                    )
                 )
             if step >= total:
                 break

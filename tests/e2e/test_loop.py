@@ -31,6 +31,7 @@ def test_one_loop_registers_promotes_and_scores_with_the_new_version(stack: Stac
         foundation_steps=60,
         steps=60,
         stage_timeout=240,
+        force_promotion=True,  # a few training steps need not beat the champion; the demo itself never forces
     )
     run = DemoRun(opts, stack=stack)
     try:

@@ -201,18 +201,20 @@ async def test_lifecycle_noop_second_up_stale_restart_and_down_leaves_no_process
 
         assert up(data_dir, kafka_storage="s3", quiet=True) == first  # second up: a no-op, same settings, same pids
 
-        os.kill(first.pids["s3"], signal.SIGKILL)  # a dead pid in the state: up restarts only that piece
-        assert not status(data_dir)["s3"].healthy
-        again = up(data_dir, kafka_storage="s3", quiet=True)
-        assert again.env == first.env
-        assert again.pids["postgres"] == first.pids["postgres"]
-        assert again.pids["s3"] != first.pids["s3"]
-        assert all(s.healthy for s in status(data_dir).values())
-
         await _produce(first.kafka_bootstrap, b"kept")
         restart(data_dir, "kafka")
         assert status(data_dir)["kafka"].healthy
         assert await _consume_one(first.kafka_bootstrap) == b"kept"
+        seen.update(_stack_processes(data_dir))
+
+        # A dead pid in the state: up restarts that piece (and the broker, whose log was in it), nothing else.
+        os.kill(first.pids["s3"], signal.SIGKILL)
+        assert not status(data_dir)["s3"].healthy
+        again = up(data_dir, kafka_storage="s3", quiet=True)
+        assert again.env == first.env
+        assert (again.pids["postgres"], again.pids["mlflow"]) == (first.pids["postgres"], first.pids["mlflow"])
+        assert again.pids["s3"] != first.pids["s3"]
+        assert all(s.healthy for s in status(data_dir).values())
         seen.update(_stack_processes(data_dir))
     finally:
         down(data_dir, quiet=True)

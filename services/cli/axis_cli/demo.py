@@ -24,7 +24,7 @@ class DemoOptions:
     seed: int = 0
     keep_running: bool = False
     base_model: str = "tiny"
-    foundation_plates: int = 3
+    foundation_plates: int = 4
     test_plates: int = 2
     plates: int = 4
     after_plates: int = 1
@@ -35,6 +35,7 @@ class DemoOptions:
     lims_error_rate: float = 0.05
     uncertain_share: float = 0.1
     stage_timeout: float = 600.0
+    force_promotion: bool = False
 
 
 def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
@@ -58,6 +59,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
     p.add_argument("--lims-error-rate", type=float, default=DemoOptions.lims_error_rate)
     p.add_argument("--uncertain-share", type=float, default=DemoOptions.uncertain_share)
     p.add_argument("--stage-timeout", type=float, default=DemoOptions.stage_timeout, help="seconds per stage")
+    p.add_argument("--force-promotion", action="store_true", help="promote even when the promotion gate refuses")
     a = p.parse_args(argv)
     if a.stop:
         from axis_cli.demo_procs import stop_recorded
@@ -87,6 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
         lims_error_rate=a.lims_error_rate,
         uncertain_share=a.uncertain_share,
         stage_timeout=a.stage_timeout,
+        force_promotion=a.force_promotion,
     )
 
 

@@ -63,7 +63,8 @@ def train_foundation(run: DemoRun) -> None:
         )
     from axis_cli.demo_loop import promote_versions
 
-    promote_versions(run, versions, reason="demo: foundation model trained on domain A")
+    # the demo starts its story from this foundation, also on a data dir where an earlier run left a champion
+    promote_versions(run, versions, reason="demo: foundation model trained on domain A", force=True)
     run.state["foundation_versions"] = versions
 
 

@@ -302,13 +302,30 @@ def run_curators(run: DemoRun) -> None:
         run.say(f"curator {user}: {lines[-1] if lines else '(no output)'}")
 
 
-def promote_versions(run: DemoRun, versions: dict[str, str], *, reason: str) -> None:
-    """Move ``champion`` to each mode's version with the promote CLI's function (it publishes ModelPromoted)."""
-    from axis_cli.promote import promote  # type: ignore[import-not-found]
+def promote_versions(run: DemoRun, versions: dict[str, str], *, reason: str, force: bool = False) -> None:
+    """Move ``champion`` with the promote command's functions: gate, alias + tags, audit row, ModelPromoted."""
+    from axis_adapters.registry import ModelRegistry
+    from axis_adapters.settings import ServiceSettings
 
+    from axis_cli.promote import PromotionRefused, announce, promote, record
+
+    settings = ServiceSettings(_env_file=str(run.stack.env_file))  # type: ignore[call-arg]
+    registry = ModelRegistry(run.stack.mlflow_uri)
     for mode, version in versions.items():
-        promote(run, model_names(run)[mode], version, reason)  # placeholder: adapted to the promote API
-        run.say(f"promoted {model_names(run)[mode]} v{version} to champion")
+        name = model_names(run)[mode]
+        try:
+            result = promote(registry, name, version, by="demo", reason=reason, force=force or run.opts.force_promotion)
+        except PromotionRefused as exc:
+            print(exc.comparison.table(), flush=True)
+            raise RuntimeError(
+                f"the promotion gate refused {name} v{version}: {exc} (the demo does not force it; "
+                "--force-promotion would)"
+            ) from None
+        metrics = {r.metric: r.candidate for r in result.comparison.rows if r.candidate is not None}
+        record(settings, result, by="demo", reason=reason, metrics=metrics)
+        run.run_async(announce(settings, result, by="demo", reason=reason, metrics=metrics))
+        forced = " (forced past the gate)" if result.forced and result.comparison.refused else ""
+        run.say(f"promoted {name} v{result.previous_version or '-'} -> v{version} (champion){forced}")
 
 
 def wait_challenger(run: DemoRun) -> None:

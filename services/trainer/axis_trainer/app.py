@@ -1,4 +1,4 @@
-"""Wiring of the trainer: settings → object store, registry, trainer, broker subscriber. The only place adapters are built."""
+"""Wiring of the trainer: settings → store, registry, trainer, subscriber. The only place adapters are built."""
 
 from __future__ import annotations
 

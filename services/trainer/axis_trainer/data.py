@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from axis_adapters.objectstore import ObjectMissing, ObjectStore
+from axis_model.finetune import labels_to_ids
 from axis_model.preprocess import ImageRejected, PreprocessConfig, preprocess_bytes
 from axis_model.spec import LABELS
-from axis_model.finetune import labels_to_ids
 
 
 class DatasetError(ValueError):

@@ -19,8 +19,8 @@ from axis_contracts import ImagingMode, ModelRegistered
 from axis_core.metrics import BinaryMetrics
 from axis_model.bundle import load_bundle, save_bundle
 from axis_model.classifier import CrystalClassifier, build_classifier
-from axis_model.spec import CRYSTAL_INDEX, BaseSpec, LoraSpec
 from axis_model.finetune import EpochStats, Progress, TrainConfig, evaluate, train_mode
+from axis_model.spec import CRYSTAL_INDEX, BaseSpec, LoraSpec
 
 from axis_trainer import tracking
 from axis_trainer.data import DatasetError, ModeData, TrainRow, check_trainable, load_images, modes_of, read_manifest

@@ -47,8 +47,11 @@ class TrainerService:
             log.info("DatasetExported %s already processed; skipped", event.event_id)
             return []
         if event.purpose == "test":
-            log.info("dataset %s@%s is a frozen test set: used for evaluation, not trained on", event.dataset_name,
-                     event.dataset_version)
+            log.info(
+                "dataset %s@%s is a frozen test set: used for evaluation, not trained on",
+                event.dataset_name,
+                event.dataset_version,
+            )
             await asyncio.to_thread(self.mark_processed, event.event_id)
             return []
         request = request_of(event, start_from=self.trainer.options.start_from)

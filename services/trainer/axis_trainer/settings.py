@@ -22,6 +22,9 @@ class TrainerOptions(BaseModel):
     seed: int = 0
     device: str = "auto"
     log_every: int = Field(default=10, ge=1)
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads; 1 avoids OpenMP thrashing on a busy small machine"
+    )
     start_from: Literal["champion", "base"] = Field(
         default="champion", description="champion: continue its adapter (base when there is none)"
     )

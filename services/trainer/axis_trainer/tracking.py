@@ -86,7 +86,9 @@ def log_dataset(
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
 
-    dataset = MetaDataset(source=resolve_dataset_source(manifest_uri), name=f"{name}@{version}", digest=sha256[:36])
+    dataset = MetaDataset(  # type: ignore[abstract]
+        source=resolve_dataset_source(manifest_uri), name=f"{name}@{version}", digest=sha256[:36]
+    )
     tags = [InputTag("mlflow.data.context", context), InputTag("manifest_sha256", sha256)]
     client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
 
