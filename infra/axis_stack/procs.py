@@ -124,10 +124,19 @@ def stop_group(rec: ProcRecord, *, timeout: float = 10.0) -> None:
             _reap()
             members = group_members(rec)
             if not members:
+                _await_reaped(rec.pid)
                 return
             time.sleep(0.1)
     if members:
         raise RuntimeError(f"processes {members} survived SIGKILL")
+
+
+def _await_reaped(pid: int, timeout: float = 5.0) -> None:
+    """Give init a moment to reap an exited server (a zombie still shows up to `kill -0` pid checks)."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and start_time_of(pid) is None and time.monotonic() < deadline:
+        _reap()
+        time.sleep(0.1)
 
 
 def _reap() -> None:
@@ -151,6 +160,8 @@ def free_port() -> int:
 def port_is_free(port: int) -> bool:
     """True when 127.0.0.1:``port`` can be bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers do: connections of a just-stopped server in TIME_WAIT do not block the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -137,8 +137,11 @@ def _launch(state: StackState, name: str, progress: _Progress) -> None:
     old = state.procs.pop(name, None)
     if old is not None:
         _stop(state, name, old)
-    if not procs.port_is_free(state.ports[name]):
-        raise RuntimeError(f"port {state.ports[name]} for {name} is taken by another process; free it or choose ports")
+    port = state.ports[name]
+    try:  # a server that was just stopped may hold its port a moment longer
+        procs.wait_until(lambda: procs.port_is_free(port), timeout=10, what=f"port {port}", interval=0.2)
+    except TimeoutError:
+        raise RuntimeError(f"port {port} for {name} is taken by another process; free it or choose ports") from None
     progress.say(f"{name:<8} starting on 127.0.0.1:{state.ports[name]}")
     state.procs[name] = SPECS[name].start(state)
     save_state(state)

@@ -145,6 +145,11 @@ class ModelRegistry:
         found = self._client.search_model_versions(f"name = '{_quote(model_name)}'")
         return sorted((self._to_version(mv, with_run_metrics=False) for mv in found), key=lambda v: -int(v.version))
 
+    def find_versions(self, model_name: str, tag: str, value: str) -> list[RegisteredVersion]:
+        """Versions of a model carrying ``tag = value`` (e.g. the event that produced them)."""
+        query = f"name = '{_quote(model_name)}' and tags.`{_quote(tag)}` = '{_quote(value)}'"
+        return [self._to_version(mv, with_run_metrics=False) for mv in self._client.search_model_versions(query)]
+
     def set_alias(self, model_name: str, alias: str, version: str) -> None:
         """Point an alias at a version (moves it when it exists)."""
         self._client.set_registered_model_alias(model_name, alias, str(version))
@@ -221,6 +226,10 @@ class InMemoryRegistry:
                 aliases = tuple(a for (m, a), ver in self.aliases.items() if m == model_name and ver == v.version)
                 return RegisteredVersion(**{**v.__dict__, "aliases": aliases})
         raise RegistryError(f"no version {version} of registered model {model_name!r}")
+
+    def find_versions(self, model_name: str, tag: str, value: str) -> list[RegisteredVersion]:
+        """Versions carrying ``tag = value``."""
+        return [v for v in self.versions.get(model_name, []) if v.tags.get(tag) == value]
 
     def champion(self, model_name: str) -> RegisteredVersion | None:
         """The ``champion`` version or None."""

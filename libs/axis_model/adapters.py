@@ -129,9 +129,10 @@ def attach_adapter(
             f"adapter {adapter_name!r} does not fit the model: {len(unexpected)} unexpected keys "
             f"(e.g. {unexpected[:2]}), {len(missing)} missing (e.g. {missing[:2]}); is the base the same architecture?"
         )
-    result = set_peft_model_state_dict(peft_model, state, adapter_name=adapter_name)
-    if result.unexpected_keys:
-        raise AdapterMismatch(f"adapter {adapter_name!r}: unexpected keys {result.unexpected_keys[:3]}")
+    result: Any = set_peft_model_state_dict(peft_model, state, adapter_name=adapter_name)
+    unexpected = [k for k in result.unexpected_keys if "lora_" in k or "modules_to_save" in k]
+    if unexpected:
+        raise AdapterMismatch(f"adapter {adapter_name!r}: unexpected keys {unexpected[:3]}")
     peft_model.set_adapter(adapter_name)
     peft_model.eval()
     return peft_model
@@ -161,7 +162,9 @@ def save_adapter_dir(model: PeftModel, adapter_name: str, out_dir: str | Path) -
     """Write one adapter (LoRA + head) as adapter_model.safetensors + adapter_config.json (peft format)."""
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=adapter_name).items()}
+    state = {
+        k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model, adapter_name=adapter_name).items()
+    }
     save_file(state, str(root / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     data = model.peft_config[adapter_name].to_dict()
     for key, value in list(data.items()):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from axis_model.classifier import build_classifier
+from axis_model.classifier import CrystalClassifier, build_classifier
 from axis_model.fast import VARIANTS, FastScorer, Variant
 from axis_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, preprocess_batch
 from axis_model.spec import CRYSTAL_INDEX, BaseSpec, LoraSpec
@@ -43,7 +43,10 @@ def render_drop(rng: np.random.Generator, crystal: bool, size: tuple[int, int] =
             px, py = cx + rng.uniform(-0.55, 0.55) * rx, cy + rng.uniform(-0.55, 0.55) * ry
             radius, sides, angle = rng.uniform(25, 70), int(rng.integers(3, 7)), rng.uniform(0, np.pi)
             pts = [
-                (px + radius * np.cos(angle + 2 * np.pi * k / sides), py + radius * np.sin(angle + 2 * np.pi * k / sides))
+                (
+                    px + radius * np.cos(angle + 2 * np.pi * k / sides),
+                    py + radius * np.sin(angle + 2 * np.pi * k / sides),
+                )
                 for k in range(sides)
             ]
             draw.polygon(pts, fill=int(rng.integers(235, 256)), outline=15, width=4)
@@ -65,11 +68,11 @@ def render_drop(rng: np.random.Generator, crystal: bool, size: tuple[int, int] =
     return buf.getvalue()
 
 
-def synthetic_set(n: int, seed: int) -> tuple[list[bytes], np.ndarray]:
-    """n real-size JPEGs, alternating crystal (label 0) and other (label 1)."""
+def synthetic_set(n: int, seed: int, size: tuple[int, int] = REAL_SIZE) -> tuple[list[bytes], np.ndarray]:
+    """n JPEGs (real size by default), alternating crystal (label 0) and other (label 1)."""
     rng = np.random.default_rng(seed)
     labels = np.array([i % 2 for i in range(n)], dtype=np.int64)
-    return [render_drop(rng, crystal=bool(lab == 0)) for lab in labels], labels
+    return [render_drop(rng, crystal=bool(lab == 0), size=size) for lab in labels], labels
 
 
 def naive_processor(size: int) -> object:
@@ -111,6 +114,7 @@ class VariantResult:
     label_agreement: float
     max_abs_dp: float
     build_s: float
+    cpu_ms_per_image: float = 0.0
 
     @property
     def faithful(self) -> bool:
@@ -133,7 +137,9 @@ class BenchResult:
     max_abs_dp: float
     naive_accuracy: float
     confident_share: float
+    naive_cpu_ms_per_image: float = 0.0
     variants: list[VariantResult] = field(default_factory=list)
+    classifier: CrystalClassifier | None = field(default=None, repr=False)  # the confident weights measured
     naive_probs: list[float] = field(default_factory=list)
     fast_probs: list[float] = field(default_factory=list)
 
@@ -154,23 +160,51 @@ class BenchResult:
 
     def table(self) -> str:
         """Human-readable table of every path measured."""
-        rows = [f"{'path':<22}{'ms/img':>9}{'img/s':>8}{'agree':>8}{'max|dp|':>9}{'speedup':>9}"]
-        rows.append(f"{'naive fp32 (unmerged)':<22}{self.naive_ms_per_image:>9.1f}{self.naive_img_s:>8.2f}")
+        rows = [
+            f"{'path':<22}{'ms/img':>9}{'img/s':>8}{'cpu ms':>9}{'agree':>8}{'max|dp|':>9}{'speedup':>9}{'cpu sp.':>9}"
+        ]
+        rows.append(
+            f"{'naive fp32 (unmerged)':<22}{self.naive_ms_per_image:>9.1f}{self.naive_img_s:>8.2f}"
+            f"{self.naive_cpu_ms_per_image:>9.1f}"
+        )
         for v in self.variants:
             mark = "" if v.faithful else "  (not faithful)"
+            cpu_speedup = self.naive_cpu_ms_per_image / v.cpu_ms_per_image if v.cpu_ms_per_image else 0.0
             rows.append(
                 f"{'fast ' + v.variant:<22}{v.ms_per_image:>9.1f}{1000 / v.ms_per_image:>8.2f}"
-                f"{100 * v.label_agreement:>7.1f}%{v.max_abs_dp:>9.4f}{self.naive_ms_per_image / v.ms_per_image:>8.2f}x{mark}"
+                f"{v.cpu_ms_per_image:>9.1f}"
+                f"{100 * v.label_agreement:>7.1f}%{v.max_abs_dp:>9.4f}{self.naive_ms_per_image / v.ms_per_image:>8.2f}x"
+                f"{cpu_speedup:>8.2f}x{mark}"
             )
         return "\n".join(rows)
 
 
-def _time_fast(scorer: FastScorer, images: Sequence[bytes], preprocess: PreprocessConfig) -> tuple[np.ndarray, float]:
-    chunk = scorer.batch_size
-    scorer.predict_proba(preprocess_batch(images[:1], preprocess), MODE)  # warm-up, not timed
-    start = time.perf_counter()
-    probs = [scorer.predict_proba(preprocess_batch(images[i : i + chunk], preprocess), MODE) for i in range(0, len(images), chunk)]
-    return np.concatenate(probs), time.perf_counter() - start
+Path = Callable[[Sequence[bytes]], np.ndarray]
+
+
+def measure_interleaved(
+    paths: dict[str, Path], images: Sequence[bytes], *, chunk: int = 8, progress: Callable[[str], None] = print
+) -> dict[str, tuple[np.ndarray, float, float]]:
+    """Run every path on the same chunks in turn (rotating the order), so machine load hits all alike.
+
+    Returns {path: (probabilities, wall seconds, process CPU seconds)}; one warm-up image per path is untimed.
+    """
+    for fn in paths.values():
+        fn(images[:1])
+    probs: dict[str, list[np.ndarray]] = {name: [] for name in paths}
+    wall = dict.fromkeys(paths, 0.0)
+    cpu = dict.fromkeys(paths, 0.0)
+    names = list(paths)
+    for k, start in enumerate(range(0, len(images), chunk)):
+        batch = images[start : start + chunk]
+        order = names[k % len(names) :] + names[: k % len(names)]
+        for name in order:
+            w0, c0 = time.perf_counter(), time.process_time()
+            probs[name].append(paths[name](batch))
+            wall[name] += time.perf_counter() - w0
+            cpu[name] += time.process_time() - c0
+        progress(f"[bench] {start + len(batch)}/{len(images)} images through {len(names)} paths")
+    return {name: (np.concatenate(probs[name]), wall[name], cpu[name]) for name in names}
 
 
 def run_model_benchmark(
@@ -182,56 +216,77 @@ def run_model_benchmark(
     lora_steps: int | None = None,
     variants: Sequence[Variant] = VARIANTS,
     seed: int = 0,
+    image_size: tuple[int, int] = REAL_SIZE,
     progress: Callable[[str], None] = print,
 ) -> BenchResult:
     """Train confident weights, then time naive vs each fast variant on the same images; pick the fastest faithful."""
     t0 = time.perf_counter()
-    progress(f"[bench] rendering {n_train} training + {n_images} benchmark JPEGs at {REAL_SIZE[0]}x{REAL_SIZE[1]}")
-    train_imgs, train_labels = synthetic_set(n_train, seed)
-    bench_imgs, bench_labels = synthetic_set(n_images, seed + 1)
+    progress(f"[bench] rendering {n_train} training + {n_images} benchmark JPEGs at {image_size[0]}x{image_size[1]}")
+    train_imgs, train_labels = synthetic_set(n_train, seed, image_size)
+    bench_imgs, bench_labels = synthetic_set(n_images, seed + 1, image_size)
     spec = BaseSpec.named(base)
     clf = build_classifier(spec, LoraSpec(), modes=[MODE], preprocess=PreprocessConfig(size=size))
     trainable, total = clf.parameter_counts(MODE)
-    progress(f"[bench] base={base} size={size}px: {trainable:,} trainable of {total:,} params; threads={torch.get_num_threads()}")
+    progress(
+        f"[bench] base={base} size={size}px: {trainable:,} trainable of {total:,} params; "
+        f"threads={torch.get_num_threads()}"
+    )
     train_px = preprocess_batch(train_imgs, clf.preprocess)
     steps = lora_steps if lora_steps is not None else (60 if base == "tiny" else 3)
     if steps:
-        losses = train_mode(clf, MODE, train_px, train_labels, steps=steps, lr=1e-3, batch_size=8, seed=seed, bf16=base != "tiny")
-        progress(f"[bench] {steps} LoRA+head steps: loss {losses[0]:.3f} -> {losses[-1]:.3f} ({time.perf_counter() - t0:.0f}s)")
+        # LoRA steps at <= 224 px (DINOv2 interpolates its position embeddings); the head is refit at `size` below.
+        small = (
+            train_px if size <= 224 else preprocess_batch(train_imgs, clf.preprocess.model_copy(update={"size": 224}))
+        )
+        losses = train_mode(
+            clf, MODE, small, train_labels, steps=steps, lr=1e-3, batch_size=8, seed=seed, bf16=base != "tiny"
+        )
+        progress(
+            f"[bench] {steps} LoRA+head steps: loss {losses[0]:.3f} -> {losses[-1]:.3f} "
+            f"({time.perf_counter() - t0:.0f}s)"
+        )
     feats = head_features(clf, MODE, train_px)
     loss = fit_head(clf, MODE, feats, train_labels)
     progress(f"[bench] head fitted on {n_train} feature vectors: loss {loss:.4f} ({time.perf_counter() - t0:.0f}s)")
 
     processor = naive_processor(size)
-    naive_scores(clf.model, processor, bench_imgs[:1])  # warm-up
-    start = time.perf_counter()
-    naive = naive_scores(clf.model, processor, bench_imgs)
-    naive_ms = 1000 * (time.perf_counter() - start) / n_images
+    scorers: dict[str, FastScorer] = {}
+    build: dict[str, float] = {}
+    for variant in variants:
+        b0 = time.perf_counter()
+        scorers[variant] = FastScorer.from_classifier(clf, variant=variant, modes=[MODE])
+        build[variant] = time.perf_counter() - b0
+    progress(f"[bench] fast variants built: {', '.join(f'{v} {t:.1f}s' for v, t in build.items())}")
+
+    def fast_path(scorer: FastScorer) -> Path:
+        return lambda batch: scorer.predict_proba(preprocess_batch(batch, clf.preprocess), MODE)
+
+    paths: dict[str, Path] = {"naive": lambda batch: naive_scores(clf.model, processor, batch)}
+    paths.update({v: fast_path(sc) for v, sc in scorers.items()})
+    measured = measure_interleaved(paths, bench_imgs, chunk=8, progress=progress)
+    naive, naive_wall, naive_cpu = measured["naive"]
+    naive_ms = 1000 * naive_wall / n_images
     accuracy = float(np.mean((naive >= 0.5) == (bench_labels == 0)))
     confident = float(np.mean((naive < 0.1) | (naive > 0.9)))
-    progress(f"[bench] naive: {naive_ms:.1f} ms/img, accuracy {accuracy:.1%}, confident (p<0.1 or >0.9) {confident:.1%}")
+    progress(
+        f"[bench] naive: {naive_ms:.1f} ms/img, accuracy {accuracy:.1%}, confident (p<0.1 or >0.9) {confident:.1%}"
+    )
 
     results: list[VariantResult] = []
     fast_probs: dict[str, np.ndarray] = {}
     for variant in variants:
-        b0 = time.perf_counter()
-        scorer = FastScorer.from_classifier(clf, variant=variant, modes=[MODE])
-        build_s = time.perf_counter() - b0
-        probs, elapsed = _time_fast(scorer, bench_imgs, clf.preprocess)
+        probs, wall, cpu = measured[variant]
         fast_probs[variant] = probs
-        res = VariantResult(
-            variant=variant,
-            ms_per_image=1000 * elapsed / n_images,
-            label_agreement=float(np.mean((probs >= 0.5) == (naive >= 0.5))),
-            max_abs_dp=float(np.max(np.abs(probs - naive))),
-            build_s=build_s,
+        results.append(
+            VariantResult(
+                variant=variant,
+                ms_per_image=1000 * wall / n_images,
+                label_agreement=float(np.mean((probs >= 0.5) == (naive >= 0.5))),
+                max_abs_dp=float(np.max(np.abs(probs - naive))),
+                build_s=build[variant],
+                cpu_ms_per_image=1000 * cpu / n_images,
+            )
         )
-        results.append(res)
-        progress(
-            f"[bench] fast {variant}: {res.ms_per_image:.1f} ms/img, agreement {res.label_agreement:.1%}, "
-            f"max|dp| {res.max_abs_dp:.4f} (built in {build_s:.1f}s)"
-        )
-        del scorer
     faithful = [r for r in results if r.faithful] or results
     best = min(faithful, key=lambda r: r.ms_per_image)
     result = BenchResult(
@@ -240,6 +295,8 @@ def run_model_benchmark(
         base=base,
         threads=torch.get_num_threads(),
         naive_ms_per_image=naive_ms,
+        naive_cpu_ms_per_image=1000 * naive_cpu / n_images,
+        classifier=clf,
         fast_ms_per_image=best.ms_per_image,
         variant=best.variant,
         label_agreement=best.label_agreement,
@@ -270,7 +327,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of fp32,bf16,int8")
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v in VARIANTS]
-    run_model_benchmark(args.size, args.n, args.base, n_train=args.train, lora_steps=args.lora_steps, variants=variants)  # type: ignore[arg-type]
+    run_model_benchmark(
+        args.size,
+        args.n,
+        args.base,
+        n_train=args.train,
+        lora_steps=args.lora_steps,
+        variants=variants,  # type: ignore[arg-type]
+    )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ class BundleManifest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: Literal["axis-model-bundle"] = FORMAT
+    format: Literal["axis-model-bundle"] = "axis-model-bundle"
     format_version: int = 1
     labels: list[str] = Field(default_factory=lambda: list(LABELS))
     crystal_index: int = CRYSTAL_INDEX

@@ -21,7 +21,7 @@ def lora_config(lora: LoraSpec) -> LoraConfig:
     """peft LoraConfig for one mode: every backbone linear layer, the head fully trained and saved."""
     return LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft annotates int but accepts float
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules),
         # peft's "all-linear" only skips the head for task_type=SEQ_CLS; exclude it explicitly instead.
@@ -38,7 +38,7 @@ def load_base_model(base: BaseSpec) -> Dinov2ForImageClassification:
         torch.manual_seed(base.seed)  # config kind: the seed makes the random base reproducible (and hashable)
         if base.kind == "config":
             assert base.config is not None
-            config = Dinov2Config(**base.config, num_labels=2, id2label=id2label, label2id=label2id)
+            config = Dinov2Config(**base.config, num_labels=2, id2label=id2label, label2id=label2id)  # type: ignore[call-arg]
             model = Dinov2ForImageClassification(config)
         else:
             assert base.path is not None

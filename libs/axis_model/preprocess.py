@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -44,10 +43,9 @@ def _open(data: bytes) -> Image.Image:
     if not data:
         raise ImageRejected("empty image: 0 bytes")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # No warnings.catch_warnings here: it is not thread-safe, and decoding runs on worker threads.
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
         raise ImageRejected(f"image too large (decompression-bomb guard): {exc}") from None
     except UnidentifiedImageError:
         raise ImageRejected(f"undecodable image: not a recognised JPEG/PNG/TIFF ({len(data)} bytes)") from None
@@ -55,18 +53,30 @@ def _open(data: bytes) -> Image.Image:
         raise ImageRejected(f"undecodable image: {type(exc).__name__}: {exc}") from None
 
 
+def _scale_to_u8(arr: np.ndarray, full_scale: float, config: PreprocessConfig) -> np.ndarray:
+    """High bit depth -> uint8 by the full range of the type (or the image's own range), never by clipping."""
+    a = arr.astype(np.float32)
+    lo, hi = (float(a.min()), float(a.max())) if config.high_bit_depth == "stretch" else (0.0, full_scale)
+    if hi <= lo:
+        return np.zeros(a.shape, dtype=np.uint8)
+    return np.clip((a - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _full_scale(arr: np.ndarray) -> float:
+    """The value that means 'white' for an array of this type and content."""
+    if arr.dtype.kind in "iu":
+        return float(np.iinfo(arr.dtype).max) if arr.dtype.itemsize <= 2 or arr.max() > 65535 else 65535.0
+    top = float(arr.max()) if arr.size else 1.0
+    return 1.0 if top <= 1.0 else (255.0 if top <= 255.0 else 65535.0)
+
+
 def _to_gray_u8(img: Image.Image, config: PreprocessConfig) -> np.ndarray:
-    """Any PIL mode -> HxW uint8 grayscale, scaling high bit depths properly (never clipping)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float32)
-        if config.high_bit_depth == "stretch":
-            lo, hi = float(arr.min()), float(arr.max())
-            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        elif img.mode == "F":
-            arr = arr * 255.0 if float(arr.max()) <= 1.0 else arr
-        else:
-            arr = arr * (255.0 / 65535.0)
-        return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+    """Any PIL mode -> HxW uint8 grayscale, scaling high bit depths properly (PIL's convert('L') would clip)."""
+    if img.mode.startswith("I;16"):
+        return _scale_to_u8(np.asarray(img), 65535.0, config)
+    if img.mode in ("I", "F"):
+        arr = np.asarray(img)
+        return _scale_to_u8(arr, _full_scale(arr), config)
     if img.mode != "L":
         img = img.convert("L")
     return np.asarray(img, dtype=np.uint8)
@@ -81,22 +91,12 @@ def _tiff_fallback(data: bytes, config: PreprocessConfig) -> np.ndarray:
     except Exception as exc:
         raise ImageRejected(f"undecodable TIFF: {type(exc).__name__}: {exc}") from None
     if arr.ndim == 3:
-        arr = arr.mean(axis=-1) if arr.shape[-1] in (3, 4) else arr[0]
-    if arr.ndim != 2:
-        raise ImageRejected(f"unsupported TIFF shape {arr.shape}")
+        arr = arr.mean(axis=-1).astype(arr.dtype) if arr.shape[-1] in (3, 4) else arr[0]
+    if arr.ndim != 2 or arr.size == 0:
+        raise ImageRejected(f"unsupported TIFF layout {arr.shape}")
     if arr.size > config.max_pixels:
         raise ImageRejected(f"image too large: {arr.size} pixels > limit {config.max_pixels}")
-    if arr.dtype == np.uint8:
-        return arr
-    mode = "F" if arr.dtype.kind == "f" else "I"
-    full = np.iinfo(arr.dtype).max if arr.dtype.kind in "iu" else 1.0
-    scaled = arr.astype(np.float32)
-    if config.high_bit_depth == "stretch" or mode == "I":
-        lo, hi = (float(scaled.min()), float(scaled.max())) if config.high_bit_depth == "stretch" else (0.0, full)
-        scaled = (scaled - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(scaled)
-    else:
-        scaled = scaled * 255.0
-    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+    return arr if arr.dtype == np.uint8 else _scale_to_u8(arr, _full_scale(arr), config)
 
 
 def decode_gray(data: bytes, config: PreprocessConfig) -> np.ndarray:

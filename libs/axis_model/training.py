@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,8 @@ def head_features(classifier: CrystalClassifier, mode: str, pixels: np.ndarray, 
     """The head's input (CLS token ‖ mean patch token) under one mode's adapter."""
     classifier.use(mode)
     classifier.model.eval()
-    backbone = classifier.model.base_model.model.dinov2
+    inner: Any = classifier.model.base_model.model
+    backbone = inner.dinov2
     feats = []
     for start in range(0, len(pixels), batch_size):
         hidden = backbone(pixel_values=torch.as_tensor(pixels[start : start + batch_size])).last_hidden_state
@@ -90,7 +92,9 @@ def fit_head(
     ``margin``: afterwards scale the head so the median |logit difference| on the training features is this
     large (confident predictions, as a trained AXIS model makes); None leaves the fitted scale.
     """
-    head = classifier.model.base_model.model.classifier.modules_to_save[mode]
+    inner: Any = classifier.model.base_model.model
+    wrapper = inner.classifier
+    head: torch.nn.Linear = wrapper.modules_to_save[mode]
     # one global scale, not per-dimension: per-dimension scaling would amplify near-constant (noise) directions
     mean, std = features.mean(dim=0), features.std().clamp_min(1e-6)
     z = (features - mean) / std

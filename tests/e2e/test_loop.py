@@ -22,7 +22,7 @@ def test_one_loop_registers_promotes_and_scores_with_the_new_version(stack: Stac
     opts = DemoOptions(
         data_dir=tmp_path,
         seed=3,
-        foundation_plates=2,
+        foundation_plates=3,
         test_plates=1,
         plates=2,
         after_plates=1,

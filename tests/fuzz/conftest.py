@@ -21,3 +21,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
         terminalreporter.write_line(line)
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text("\n".join(lines) + "\n")
+
+
+def pytest_configure(config: Any) -> None:
+    """Dead-letter warnings are the expected outcome here: keep them out of the output."""
+    import logging
+
+    for name in ("axis_adapters.kafka", "axis_inference", "axis_discrepancy", "axis_trainer"):
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -88,17 +88,20 @@ def mutate(base: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
     return out
 
 
-def raw_messages(valid: bytes) -> st.SearchStrategy[bytes]:
+DEEP_NESTING = (b"[" * 5000, b'{"a": ' * 3000)
+
+
+def raw_messages(valid: bytes, *, deep: bool = True) -> st.SearchStrategy[bytes]:
     """Bytes a consumer may receive instead of ``valid``: garbage, truncations, non-UTF-8, non-objects."""
     n = len(valid)
+    nested = st.sampled_from(DEEP_NESTING) if deep else st.nothing()
     return st.one_of(
+        nested,
         st.binary(max_size=200),
         st.integers(min_value=0, max_value=max(0, n - 1)).map(lambda k: valid[:k]),
         st.just(b""),
         st.just(b"\xff\xfe" + valid),
         json_values.map(lambda v: json.dumps(v).encode()),
-        st.just(b"[" * 5000),  # deep nesting
-        st.just(b'{"a": ' * 3000),
         st.just(valid.replace(b"{", b"{\x00", 1)),
     )
 

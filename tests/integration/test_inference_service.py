@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -245,3 +246,37 @@ async def scored_events(settings: InferenceSettings, prefix: str) -> dict[str, C
         if event.inspection_id.startswith(prefix):
             last[event.inspection_id] = event
     return last
+
+
+async def test_sigterm_stops_the_service_process_gracefully(
+    env: dict[str, str], registry: ModelRegistry, service: InferenceService
+) -> None:
+    import signal
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "axis_inference",
+        env={**os.environ, "AXIS_INFERENCE__SHUTDOWN_TIMEOUT_S": "20"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(120):
+            while not any("consuming imaging.image-captured.v1" in line for line in lines):
+                line = (await proc.stdout.readline()).decode()
+                assert line, "service exited early:\n" + "".join(lines[-20:])
+                lines.append(line)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            rest = (await proc.stdout.read()).decode()
+            code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, rest[-2000:]
+    assert "stopping: finishing the batch in flight" in rest and "stopped" in rest

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from axis_core.fusion import ModeProbability, fuse, fuse_update
 from hypothesis import given
 from hypothesis import strategies as st
-
-from axis_core.fusion import ModeProbability, fuse, fuse_update
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from axis_model import BaseSpec, LoraSpec, build_classifier, count_parameters
 from axis_model.classifier import load_base_model
 from axis_model.spec import TINY_CONFIG

@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
-
 from axis_model.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -20,6 +18,7 @@ from axis_model.preprocess import (
     preprocess_bytes,
     random_flip,
 )
+from PIL import Image
 
 pytestmark = pytest.mark.unit
 
@@ -69,6 +68,13 @@ def test_16bit_gray_tiff_is_scaled_not_clipped() -> None:
     np.testing.assert_allclose(
         preprocess_bytes(buf.getvalue(), cfg), preprocess_bytes(_encode(Image.fromarray(gray8), "PNG"), cfg), atol=1e-6
     )
+
+
+def test_16bit_rgb_tiff_falls_back_to_tifffile() -> None:
+    gray16 = _gradient().astype(np.uint16) * 257
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.stack([gray16] * 3, axis=-1))
+    np.testing.assert_array_equal(decode_gray(buf.getvalue(), PreprocessConfig(size=28)), _gradient())
 
 
 def test_12bit_data_in_16bit_tiff_can_be_stretched() -> None:

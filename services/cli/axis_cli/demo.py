@@ -32,6 +32,7 @@ class DemoOptions:
     inspections: int = 3
     foundation_steps: int = 400
     steps: int = 400
+    epochs: int = 12
     lims_error_rate: float = 0.05
     uncertain_share: float = 0.1
     stage_timeout: float = 600.0
@@ -56,6 +57,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
     p.add_argument("--inspections", type=int, default=DemoOptions.inspections, help="inspections per drop")
     p.add_argument("--foundation-steps", type=int, default=DemoOptions.foundation_steps)
     p.add_argument("--steps", type=int, default=DemoOptions.steps, help="training steps of the loop's fine-tune")
+    p.add_argument("--epochs", type=int, default=DemoOptions.epochs, help="epochs (capped by the steps)")
     p.add_argument("--lims-error-rate", type=float, default=DemoOptions.lims_error_rate)
     p.add_argument("--uncertain-share", type=float, default=DemoOptions.uncertain_share)
     p.add_argument("--stage-timeout", type=float, default=DemoOptions.stage_timeout, help="seconds per stage")
@@ -86,6 +88,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
         inspections=a.inspections,
         foundation_steps=a.foundation_steps,
         steps=a.steps,
+        epochs=a.epochs,
         lims_error_rate=a.lims_error_rate,
         uncertain_share=a.uncertain_share,
         stage_timeout=a.stage_timeout,

@@ -14,7 +14,7 @@ def trainer_options(run: DemoRun, *, steps: int, work: str) -> object:
     """TrainerOptions for the demo's jobs (steps bound the CPU time; the seed follows --seed)."""
     from axis_trainer.settings import TrainerOptions
 
-    return TrainerOptions(max_steps=steps, epochs=max(1, steps // 25), seed=run.opts.seed, work_dir=work)
+    return TrainerOptions(max_steps=steps, epochs=run.opts.epochs, seed=run.opts.seed, work_dir=work)
 
 
 def train_foundation(run: DemoRun) -> None:

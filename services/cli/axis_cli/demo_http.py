@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -80,3 +82,15 @@ class CurationClient:
 def new_password() -> str:
     """A random password for the demo's accounts."""
     return secrets.token_urlsafe(18)
+
+
+def account_password(path: Path, username: str) -> str:
+    """The demo account's password, kept (owner-only) in ``path`` so that a later demo on the same data dir logs in."""
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if username not in known:
+        known[username] = new_password()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(known, indent=1) + "\n")
+    return known[username]

@@ -178,7 +178,9 @@ def export_datasets(run: DemoRun) -> None:
         f"QC removed: {_stage_summary(test.get('removed_by_stage')) or 'nothing'}"
     )
     run.state["before_export"] = {m: _latest_version(run, m) for m in MODES}
-    train = run.admin.export(f"facility-b-{run.tag}", purpose="train", config=train_config(run))
+    train = run.admin.export(
+        f"facility-b-{run.tag}", purpose="train", plates=run.state["plates"]["loop"], config=train_config(run)
+    )
     run.counts.train_set = train
     run.say(
         f"training set {train['name']} v{train['version']}: counts {train['counts']}; "
@@ -253,7 +255,7 @@ def start_loop_services(run: DemoRun, common: dict[str, str], curation_env: dict
         {
             **common,
             "AXIS_TRAINER__MAX_STEPS": str(o.steps),
-            "AXIS_TRAINER__EPOCHS": str(max(1, o.steps // 25)),
+            "AXIS_TRAINER__EPOCHS": str(o.epochs),
             "AXIS_TRAINER__SEED": str(o.seed),
             "AXIS_TRAINER__WORK_DIR": str(o.data_dir / "cache" / "trainer"),
         },
@@ -268,7 +270,7 @@ def run_curators(run: DemoRun) -> None:
     import subprocess
     import sys
 
-    from axis_cli.demo_http import new_password
+    from axis_cli.demo_http import account_password
 
     o = run.opts
     truth_path = o.data_dir / "demo" / f"curator-truth-{run.tag}.json"
@@ -276,11 +278,9 @@ def run_curators(run: DemoRun) -> None:
         truth = {im.inspection_id: im.label for images in run.state["plans"].values() for im in images}
         truth_path.parent.mkdir(parents=True, exist_ok=True)
         truth_path.write_text(json.dumps(truth))
-    passwords: dict[str, str] = run.state.setdefault("curator_passwords", {})
+    passwords = {user: account_password(run.accounts_file, user) for user in CURATORS}
     for user in CURATORS:
-        if user not in passwords:
-            passwords[user] = new_password()
-            run.admin.create_account(user, passwords[user], "curator")
+        run.admin.create_account(user, passwords[user], "curator")
     procs = []
     for i, user in enumerate(CURATORS):
         log_path = o.data_dir / "logs" / f"{user}.log"

@@ -50,6 +50,11 @@ class DemoRun:
         self.base_path: Path | None = None
         self.state: dict[str, Any] = {}
 
+    @property
+    def accounts_file(self) -> Path:
+        """Passwords of the demo's accounts (owner-only file in the data dir)."""
+        return self.opts.data_dir / "demo" / "accounts.json"
+
     def elapsed(self) -> float:
         """Seconds since the demo started."""
         return time.monotonic() - self.t0
@@ -114,7 +119,7 @@ class DemoRun:
 
     def start_services(self) -> None:
         """Every service as a subprocess with logs in <data-dir>/logs/."""
-        from axis_cli.demo_http import ADMIN_USER, CurationClient, create_account, new_password
+        from axis_cli.demo_http import ADMIN_USER, CurationClient, account_password, create_account
 
         assert self.base_path is not None
         data = self.opts.data_dir
@@ -134,7 +139,7 @@ class DemoRun:
         )
         services.start("discrepancy", ["-m", "axis_discrepancy"])
         curation_env = {"AXIS_CURATION__BCRYPT_ROUNDS": "4", "AXIS_CURATION__CONSENSUS_MIN": "2"}
-        admin_password = new_password()
+        admin_password = account_password(self.accounts_file, ADMIN_USER)
         create_account({**self.env(), **curation_env}, ADMIN_USER, "admin", admin_password)
         services.start(
             "curation", ["-m", "axis_curation", "serve", "--port", str(self.ports["curation"])], curation_env

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from axis_adapters.objectstore import ObjectStore
 from axis_adapters.registry import CHALLENGER, ModelRegistry, RegisteredVersion, metric_tags
 from axis_contracts import ImagingMode, ModelRegistered
@@ -53,6 +54,8 @@ class TrainRequest:
     modes: tuple[str, ...] = ()
     start_from: str = "champion"  # champion | base | path to a bundle directory
     test_set: DatasetRef | None = None
+    source_event_id: str | None = None  # DatasetExported event id, tagged on versions (redelivery dedupe)
+    skip_modes: tuple[str, ...] = ()  # modes already registered for this event
 
 
 @dataclass
@@ -144,6 +147,7 @@ def _start_model(
     name = t.model_names[mode]
     lora = LoraSpec(r=t.options.lora_r, alpha=t.options.lora_alpha)
     parent: RegisteredVersion | None = None
+    torch.manual_seed(t.options.seed)  # fresh LoRA matrices come from the global RNG: same seed, same start
     if request.start_from == "champion" and current is not None:
         bundle = t.registry.download_bundle(name, current.version, t.work_dir / f"{name}-v{current.version}")
         clf, start, parent = load_bundle(bundle, base_override=t.base), f"champion:{name}/{current.version}", current
@@ -167,7 +171,7 @@ def _prepare(t: Trainer, request: TrainRequest) -> tuple[list[_Prepared], str, D
     leaked = sorted({r.plate for r in rows if r.plate} & {r.plate for r in test_rows if r.plate})
     if leaked:
         raise DatasetError(f"training rows come from test-set plates {leaked[:5]}: the test set must stay unseen")
-    modes = list(request.modes) or modes_of(rows)
+    modes = [m for m in (list(request.modes) or modes_of(rows)) if m not in request.skip_modes]
     unknown = [m for m in modes if m not in t.model_names]
     if unknown:
         raise DatasetError(f"no registered model name configured for mode(s) {unknown}")
@@ -366,6 +370,7 @@ def _run_mode(
         p.classifier, bundle_dir, modes=[p.mode], metadata={"run_id": run_id, "dataset": f"{ds.name}@{ds.version}"}
     )
     tags = {
+        "source_event_id": request.source_event_id or "",
         "imaging_mode": p.mode,
         "dataset_name": ds.name,
         "dataset_version": ds.version,

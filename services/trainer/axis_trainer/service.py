@@ -4,25 +4,52 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
 from axis_adapters.objectstore import ObjectStoreUnavailable
-from axis_contracts import DatasetExported
+from axis_adapters.registry import RegisteredVersion
+from axis_contracts import DatasetExported, ImagingMode, ModelRegistered
 from axis_contracts.parsing import InvalidEvent, parse_event
 
-from axis_trainer.pipeline import DatasetRef, ModeOutcome, Trainer, TrainingFailed, TrainRequest, run_training
+from axis_trainer.pipeline import (
+    PRODUCER,
+    DatasetRef,
+    ModeOutcome,
+    Trainer,
+    TrainingFailed,
+    TrainRequest,
+    run_training,
+)
 
 log = logging.getLogger("axis_trainer")
 TRANSIENT: tuple[type[BaseException], ...] = (ObjectStoreUnavailable, ConnectionError, TimeoutError)
 
 
-def request_of(event: DatasetExported, *, start_from: str) -> TrainRequest:
+def request_of(event: DatasetExported, *, start_from: str, skip_modes: tuple[str, ...] = ()) -> TrainRequest:
     """The training request an exported dataset asks for."""
     ref = DatasetRef(event.dataset_name, event.dataset_version, event.manifest_uri, event.manifest_sha256)
-    return TrainRequest(dataset=ref, start_from=start_from)
+    return TrainRequest(
+        dataset=ref, start_from=start_from, source_event_id=str(event.event_id), skip_modes=skip_modes
+    )
+
+
+def registered_event(version: RegisteredVersion, mode: str, event: DatasetExported) -> ModelRegistered:
+    """ModelRegistered for a version registered earlier for the same DatasetExported event."""
+    return ModelRegistered(
+        producer=PRODUCER,
+        model_name=version.name,
+        version=version.version,
+        imaging_mode=ImagingMode(mode),
+        run_id=version.run_id,
+        dataset_name=event.dataset_name,
+        dataset_version=event.dataset_version,
+        threshold=version.threshold,
+        metrics={k: v for k, v in version.metrics.items() if k.startswith("test_")},
+    )
 
 
 @dataclass
@@ -35,6 +62,14 @@ class TrainerService:
     is_processed: Callable[[UUID], bool]
     mark_processed: Callable[[UUID], None]
 
+    def _already_registered(self, event_id: str) -> dict[str, RegisteredVersion]:
+        found = {}
+        for mode, name in self.trainer.model_names.items():
+            versions = self.trainer.registry.find_versions(name, "source_event_id", event_id)
+            if versions:
+                found[mode] = versions[0]
+        return found
+
     async def handle(self, record: RawRecord) -> list[ModeOutcome]:
         """Process one record; bad events and untrainable datasets are dead-lettered, transient errors raise."""
         sink = DeadLetterSink(self.publisher, self.consumer)
@@ -46,6 +81,10 @@ class TrainerService:
         if await asyncio.to_thread(self.is_processed, event.event_id):
             log.info("DatasetExported %s already processed; skipped", event.event_id)
             return []
+        pattern = self.trainer.options.dataset_name_pattern
+        if pattern and not re.fullmatch(pattern, event.dataset_name):
+            log.info("dataset %s does not match %r: not for this trainer", event.dataset_name, pattern)
+            return []
         if event.purpose == "test":
             log.info(
                 "dataset %s@%s is a frozen test set: used for evaluation, not trained on",
@@ -54,7 +93,11 @@ class TrainerService:
             )
             await asyncio.to_thread(self.mark_processed, event.event_id)
             return []
-        request = request_of(event, start_from=self.trainer.options.start_from)
+        done = await asyncio.to_thread(self._already_registered, str(event.event_id))
+        request = request_of(event, start_from=self.trainer.options.start_from, skip_modes=tuple(done))
+        for mode, version in done.items():  # redelivered after a crash: announce again, do not retrain
+            log.info("%s v%s was already registered for event %s", version.name, version.version, event.event_id)
+            await publish_event(self.publisher, registered_event(version, mode, event))
         try:
             outcomes = await asyncio.to_thread(run_training, self.trainer, request)
         except TrainingFailed as exc:

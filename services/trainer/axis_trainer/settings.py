@@ -31,6 +31,9 @@ class TrainerOptions(BaseModel):
     test_manifest_uri: str | None = Field(
         default=None, description="frozen test set manifest; empty: the newest purpose=test row of `datasets`"
     )
+    dataset_name_pattern: str | None = Field(
+        default=None, description="regex: train only datasets whose name matches (others are acknowledged, skipped)"
+    )
     work_dir: str | None = Field(default=None, description="bundles and downloads (default: a temp dir)")
     max_image_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     lora_r: int = Field(default=25, ge=1)

@@ -1,0 +1,68 @@
+"""Fast CPU path: merged per-mode models score like the peft classifier; the benchmark reports its figures."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from axis_model import BaseSpec, FastScorer, ImageRejected, LoraSpec, build_classifier, preprocess_bytes
+from axis_model.bench import run_model_benchmark
+from axis_model.training import randomise_adapter
+from PIL import Image
+
+pytestmark = pytest.mark.unit
+
+
+def _jpeg(seed: int) -> bytes:
+    arr = np.random.default_rng(seed).integers(0, 255, (300, 360), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def classifier():  # type: ignore[no-untyped-def]
+    clf = build_classifier(BaseSpec.tiny(), LoraSpec())
+    randomise_adapter(clf, "visible", seed=1)
+    randomise_adapter(clf, "uv", seed=2)
+    return clf
+
+
+def test_merged_fp32_scores_equal_the_peft_classifier(classifier) -> None:  # type: ignore[no-untyped-def]
+    x = np.random.default_rng(0).normal(size=(5, 3, 112, 112)).astype(np.float32)
+    expected = classifier.score({"visible": x, "uv": x})
+    fast = FastScorer.from_classifier(classifier, variant="fp32", batch_size=2)
+    got = fast.score({"visible": x, "uv": x})
+    for mode in ("visible", "uv"):
+        assert np.abs(got[mode] - expected[mode]).max() < 1e-5
+    # building the fast path left the classifier (both adapters, unmerged) as it was
+    assert classifier.modes == ["visible", "uv"]
+    again = classifier.score({"visible": x})["visible"]
+    np.testing.assert_array_equal(again, expected["visible"])
+
+
+@pytest.mark.parametrize("variant", ["bf16", "int8"])
+def test_reduced_precision_variants_score_files_in_input_order(classifier, variant: str) -> None:  # type: ignore[no-untyped-def]
+    fast = FastScorer.from_classifier(classifier, variant=variant)  # type: ignore[arg-type]
+    files = [("uv", _jpeg(1)), ("visible", _jpeg(2)), ("uv", _jpeg(3))]
+    probs = fast.score_files(files)
+    assert probs.shape == (3,) and ((probs >= 0) & (probs <= 1)).all()
+    ref = classifier.score_items([(m, preprocess_bytes(d, classifier.preprocess)) for m, d in files])
+    assert np.abs(probs - ref).max() < 0.5  # same images, same order (loose: tiny random nets quantise badly)
+    with pytest.raises(ImageRejected):
+        fast.score_files([("visible", b"not an image")])
+
+
+def test_benchmark_reports_naive_and_fast_on_the_same_images() -> None:
+    lines: list[str] = []
+    result = run_model_benchmark(
+        56, 4, "tiny", n_train=6, lora_steps=1, variants=("fp32", "int8"), image_size=(230, 192), progress=lines.append
+    )
+    assert [v.variant for v in result.variants] == ["fp32", "int8"]
+    assert result.variant in ("fp32", "int8")
+    assert len(result.naive_probs) == len(result.fast_probs) == 4
+    assert result.speedup == pytest.approx(result.naive_ms_per_image / result.fast_ms_per_image)
+    assert 0.0 <= result.label_agreement <= 1.0
+    assert any(line.startswith("model speedup:") for line in lines)
+    assert "naive fp32" in result.table()
