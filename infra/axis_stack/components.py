@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import urllib3
+from minio import Minio
 from psycopg import sql
 
 from axis_stack import procs
@@ -183,15 +185,15 @@ def start_s3(state: StackState) -> ProcRecord:
     return procs.spawn(argv, log_path=state.logs / "s3.log", env={**os.environ, **state.aws_env()})
 
 
-def _minio(state: StackState):  # type: ignore[no-untyped-def]
-    from minio import Minio
-
+def _minio(state: StackState) -> Minio:
     return Minio(
         f"127.0.0.1:{state.ports['s3']}",
         access_key=state.s3_access_key,
         secret_key=state.s3_secret_key,
         secure=False,
         region="us-east-1",
+        # No retries with back-off: a health check must answer quickly when the server is down.
+        http_client=urllib3.PoolManager(timeout=urllib3.Timeout(connect=2, read=10), retries=False),
     )
 
 

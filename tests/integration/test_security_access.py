@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 PASSWORD = "security-password-1"
-OPEN = {("GET", "/health"), ("POST", "/v1/login"), ("POST", "/v1/tokens")}  # login itself cannot need a login
-ANY_ACCOUNT = {("GET", "/v1/me"), ("POST", "/v1/logout")}  # every role may see itself and log out
+# login cannot need a login; logout without a session has nothing to revoke (204, no effect)
+OPEN = {("GET", "/health"), ("POST", "/v1/login"), ("POST", "/v1/tokens"), ("POST", "/v1/logout")}
+ANY_ACCOUNT = {("GET", "/v1/me")}  # every role may see who it is
 ADMIN_ONLY = {("POST", "/v1/accounts"), ("POST", "/v1/datasets"), ("POST", "/v1/datasets/{name}/{version}/publish")}
 PAGES = ("/curate", "/plates", "/plates/P1", "/datasets")
 

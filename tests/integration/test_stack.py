@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 from axis_contracts.topics import ALL_TOPICS, DEAD_LETTER
-from axis_stack import StackInfo, apply_migrations, down, restart, status, up
+from axis_stack import StackInfo, apply_migrations, down, restart, stack_info, status, up
 from axis_stack.procs import group_members, start_time_of
 from axis_stack.state import ENV_KEYS, load_state, parse_env
 from minio import Minio
@@ -201,6 +201,12 @@ async def test_lifecycle_noop_second_up_stale_restart_and_down_leaves_no_process
 
         assert up(data_dir, kafka_storage="s3", quiet=True) == first  # second up: a no-op, same settings, same pids
 
+        with psycopg.connect(first.postgres_conninfo(), autocommit=True) as conn:
+            conn.execute("INSERT INTO processed_events (consumer, event_id) VALUES ('life', gen_random_uuid())")
+        restart(data_dir, "postgres")  # same port, same data
+        with psycopg.connect(first.postgres_conninfo()) as conn:
+            assert conn.execute("SELECT count(*) FROM processed_events WHERE consumer = 'life'").fetchone() == (1,)
+
         await _produce(first.kafka_bootstrap, b"kept")
         restart(data_dir, "kafka")
         assert status(data_dir)["kafka"].healthy
@@ -208,12 +214,13 @@ async def test_lifecycle_noop_second_up_stale_restart_and_down_leaves_no_process
         seen.update(_stack_processes(data_dir))
 
         # A dead pid in the state: up restarts that piece (and the broker, whose log was in it), nothing else.
-        os.kill(first.pids["s3"], signal.SIGKILL)
+        before = stack_info(data_dir)
+        os.kill(before.pids["s3"], signal.SIGKILL)
         assert not status(data_dir)["s3"].healthy
         again = up(data_dir, kafka_storage="s3", quiet=True)
         assert again.env == first.env
-        assert (again.pids["postgres"], again.pids["mlflow"]) == (first.pids["postgres"], first.pids["mlflow"])
-        assert again.pids["s3"] != first.pids["s3"]
+        assert (again.pids["postgres"], again.pids["mlflow"]) == (before.pids["postgres"], before.pids["mlflow"])
+        assert again.pids["s3"] != before.pids["s3"]
         assert all(s.healthy for s in status(data_dir).values())
         seen.update(_stack_processes(data_dir))
     finally:

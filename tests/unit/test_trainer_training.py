@@ -44,6 +44,7 @@ def test_training_raises_held_out_balanced_accuracy_by_ten_points() -> None:
     train_x, train_y = drops(144, 0)
     val_x, val_y = drops(48, 10_000)
     held_x, held_y = drops(96, 20_000)
+    torch.manual_seed(0)
     clf = build_classifier(BaseSpec.tiny(), LoraSpec(), modes=["visible"])
     before, _ = evaluate(clf, "visible", held_x, held_y, 0.5)
     result = train_mode(clf, "visible", train_x, train_y, val_x, val_y, TrainConfig(epochs=10, batch_size=16, lr=1e-3))

@@ -131,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from axis_adapters.registry import ModelRegistry
     from axis_adapters.settings import ServiceSettings, load_settings
 
-    p = argparse.ArgumentParser(prog="python -m axis_cli audit", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m axis_cli audit", description="Which model version scored an image, and who promoted it."
+    )
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--image-uri", help="s3://… URI of the image")
     group.add_argument("--inspection", help="inspection id")

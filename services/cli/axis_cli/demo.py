@@ -96,11 +96,28 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
     )
 
 
+def quiet_libraries() -> None:
+    """No download / weight-loading progress bars or library deprecation chatter in the demo's output."""
+    import os
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; exit code 0 when the loop closed, 1 on an error, 130 on Ctrl-C."""
     opts = parse_args(argv)
     if opts is None:
         return 0
+    quiet_libraries()
     from axis_cli.demo_run import DemoRun
 
     run = DemoRun(opts)

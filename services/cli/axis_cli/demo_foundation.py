@@ -70,6 +70,6 @@ def train_foundation(run: DemoRun) -> None:
 
 def _quiet_say(run: DemoRun, msg: str) -> None:
     # the trainer reports every few steps; the demo shows epochs, the test results and the registration
-    if "step" in msg and "epoch" not in msg:
+    if ": step " in msg:
         return
     run.say(f"  trainer: {msg}")

@@ -203,7 +203,10 @@ async def announce(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
-    p = argparse.ArgumentParser(prog="python -m axis_cli promote", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m axis_cli promote",
+        description="Move the champion alias to a version; refused when it is worse than the champion by > margin.",
+    )
     p.add_argument("model", help="registered model name, e.g. axis-visible")
     p.add_argument("version", help="version number to make champion")
     p.add_argument("--by", required=True, help="who promotes (recorded)")

@@ -32,9 +32,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (ObjectStoreUnavailable, Connection
 def request_of(event: DatasetExported, *, start_from: str, skip_modes: tuple[str, ...] = ()) -> TrainRequest:
     """The training request an exported dataset asks for."""
     ref = DatasetRef(event.dataset_name, event.dataset_version, event.manifest_uri, event.manifest_sha256)
-    return TrainRequest(
-        dataset=ref, start_from=start_from, source_event_id=str(event.event_id), skip_modes=skip_modes
-    )
+    return TrainRequest(dataset=ref, start_from=start_from, source_event_id=str(event.event_id), skip_modes=skip_modes)
 
 
 def registered_event(version: RegisteredVersion, mode: str, event: DatasetExported) -> ModelRegistered:
