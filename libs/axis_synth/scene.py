@@ -177,7 +177,7 @@ def _microcrystals(rng: np.random.Generator, spec: DropSpec, domain: Domain, dro
     out = []
     for i, c in enumerate(centres):
         kind = str(rng.choice(["block", "bipyramid", "prism"]))
-        shape = _outline(rng, kind, lo * rng.uniform(0.35, 0.65))
+        shape = _outline(rng, kind, lo * rng.uniform(0.3, 0.6))
         out.append(Crystal(_place(shape, rng.uniform(0, np.pi), c), onsets[i], rng.uniform(0.6, 1.0), "micro"))
     return out
 
@@ -209,10 +209,10 @@ def _fibre(rng: np.random.Generator, drop: DropShape) -> np.ndarray:
     """A curved fibre as a chain of overlapping specks (debris, not a crystal: curved and soft)."""
     start = _points_in_drop(rng, drop, 1, 0.8)[0]
     n = int(rng.integers(20, 45))
-    heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0.0, 0.18, n))
+    heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0.0, 0.3, n))
     step = 0.0025
     xy = start + np.cumsum(step * np.stack([np.cos(heading), np.sin(heading)], axis=1), axis=0)
-    return np.concatenate([xy, np.full((n, 1), 0.0022), np.full((n, 1), 0.45)], axis=1)
+    return np.concatenate([xy, np.full((n, 1), 0.0022), np.full((n, 1), 0.3)], axis=1)
 
 
 def build_scene(spec: DropSpec, domain: Domain, seed: int) -> Scene:

@@ -37,6 +37,7 @@ class DemoOptions:
     uncertain_share: float = 0.1
     stage_timeout: float = 600.0
     force_promotion: bool = False
+    torch_threads: int = 1
 
 
 def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
@@ -61,6 +62,12 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
     p.add_argument("--lims-error-rate", type=float, default=DemoOptions.lims_error_rate)
     p.add_argument("--uncertain-share", type=float, default=DemoOptions.uncertain_share)
     p.add_argument("--stage-timeout", type=float, default=DemoOptions.stage_timeout, help="seconds per stage")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=DemoOptions.torch_threads,
+        help="torch CPU threads per process (1: no OpenMP thrashing while all services share 2 cores)",
+    )
     p.add_argument("--force-promotion", action="store_true", help="promote even when the promotion gate refuses")
     a = p.parse_args(argv)
     if a.stop:
@@ -93,6 +100,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
         uncertain_share=a.uncertain_share,
         stage_timeout=a.stage_timeout,
         force_promotion=a.force_promotion,
+        torch_threads=a.torch_threads,
     )
 
 
@@ -112,12 +120,24 @@ def quiet_libraries() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
+def limit_threads(n: int) -> None:
+    """CPU threads of torch / OpenMP in this process and (through the environment) in every service."""
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    os.environ["MKL_NUM_THREADS"] = str(n)
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; exit code 0 when the loop closed, 1 on an error, 130 on Ctrl-C."""
     opts = parse_args(argv)
     if opts is None:
         return 0
     quiet_libraries()
+    limit_threads(opts.torch_threads)
     from axis_cli.demo_run import DemoRun
 
     run = DemoRun(opts)

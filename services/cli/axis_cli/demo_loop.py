@@ -258,6 +258,7 @@ def start_loop_services(run: DemoRun, common: dict[str, str], curation_env: dict
             "AXIS_TRAINER__EPOCHS": str(o.epochs),
             "AXIS_TRAINER__SEED": str(o.seed),
             "AXIS_TRAINER__WORK_DIR": str(o.data_dir / "cache" / "trainer"),
+            "AXIS_TRAINER__TORCH_THREADS": str(o.torch_threads),
         },
     )
 

@@ -123,7 +123,10 @@ class DemoRun:
 
         assert self.base_path is not None
         data = self.opts.data_dir
-        self.services = services = ServiceSet(data, self.env())
+        threads = str(self.opts.torch_threads)
+        self.services = services = ServiceSet(
+            data, {**self.env(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        )
         self.ports = {"inference": free_port(), "curation": free_port()}
         common = {"AXIS_MODEL__BASE_PATH": str(self.base_path)}
         services.start(

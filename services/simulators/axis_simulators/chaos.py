@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import hashlib
 import math
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -265,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="leave the stack running and its data dir in place")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the pipeline to settle")
     a = p.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack (stuck runs)
     fresh = a.data_dir is None
     data_dir = Path(a.data_dir or tempfile.mkdtemp(prefix="axis-chaos-", dir="/tmp"))
     print(f"chaos: starting the embedded stack in {data_dir} (broker storage s3)", flush=True)
