@@ -36,7 +36,7 @@ class PreprocessConfig(BaseModel):
     high_bit_depth: Literal["full_range", "stretch"] = "full_range"
     # JPEGs are DCT-decoded at the smallest 1/2, 1/4 or 1/8 scale that stays >= draft_factor * size;
     # 1 is fastest, 2 halves the pixel error vs a full decode; 0 disables reduced decoding.
-    draft_factor: float = Field(default=1.0, ge=0.0)
+    draft_factor: float = Field(default=2.0, ge=0.0)
 
 
 def _open(data: bytes) -> Image.Image:

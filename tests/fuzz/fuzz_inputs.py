@@ -44,17 +44,21 @@ huge_strings = st.integers(min_value=1_000, max_value=200_000).map(lambda n: "x"
 odd_text = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=60
 ) | st.sampled_from(["\u0000", "‮A1", "Ａ１", "🧪💎", "' OR 1=1 --", "<script>alert(1)</script>", "A1\n", " "])
-bad_timestamps = st.sampled_from(
-    [
-        "2026-01-01T00:00:00",  # naive: no time zone
-        "2026-13-45T25:61:00Z",
-        "yesterday",
-        "",
-        "9999999999",
-        "0000-00-00T00:00:00Z",
-        "2026-01-01T00:00:00+25:00",
-    ]
-) | st.integers() | st.floats()
+bad_timestamps = (
+    st.sampled_from(
+        [
+            "2026-01-01T00:00:00",  # naive: no time zone
+            "2026-13-45T25:61:00Z",
+            "yesterday",
+            "",
+            "9999999999",
+            "0000-00-00T00:00:00Z",
+            "2026-01-01T00:00:00+25:00",
+        ]
+    )
+    | st.integers()
+    | st.floats()
+)
 forbidden_uris = st.sampled_from(
     [
         "s3://axis-mlflow/artifacts/model.bin",

@@ -84,9 +84,7 @@ def test_every_curation_route_survives_hostile_input(api: tuple[TestClient, list
     client, routes = api
     method, path = data.draw(st.sampled_from(routes), label="route")
     count(f"http curation: {method} {path}")
-    url = re.sub(
-        r"\{(\w+)\}", lambda m: _quote(data.draw(path_values, label=m.group(1))), path
-    )
+    url = re.sub(r"\{(\w+)\}", lambda m: _quote(data.draw(path_values, label=m.group(1))), path)
     query = mutate(QUERY[path], data) if path in QUERY and data.draw(st.booleans()) else QUERY.get(path, {})
     query = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in query.items()}
     kwargs: dict[str, Any] = {"params": query}

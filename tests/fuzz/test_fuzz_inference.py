@@ -18,7 +18,17 @@ from axis_inference.metrics import Metrics
 from axis_inference.models import ModelHolder, ModelRef
 from axis_inference.pipeline import BatchProcessor
 from axis_model.preprocess import PreprocessConfig, preprocess_bytes
-from fuzz_inputs import ALLOWED_BUCKETS, DEEP_NESTING, FUZZ, GOOD_IMAGE, bad_images, count, forbidden_uris, mutate, raw_messages
+from fuzz_inputs import (
+    ALLOWED_BUCKETS,
+    DEEP_NESTING,
+    FUZZ,
+    GOOD_IMAGE,
+    bad_images,
+    count,
+    forbidden_uris,
+    mutate,
+    raw_messages,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 

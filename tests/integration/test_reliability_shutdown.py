@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -86,4 +82,3 @@ async def test_sigterm_drains_the_batch_commits_and_exits(stack: StackInfo, tmp_
     assert dup is not None and dup[0] == 0
     assert 8 <= done_before_restart <= len(events)
     print(f"\nshutdown: SIGTERM -> exit 0 in {took:.1f}s (bound {SHUTDOWN_BOUND_S}s), {done_before_restart} committed")
-    _ = (os, signal, subprocess, sys)

@@ -133,7 +133,9 @@ def scored(stack: StackInfo, plate: str) -> int:
 async def dead_letters(stack: StackInfo, plate: str) -> list[Any]:
     from axis_cli.dlq import read_all
 
-    return [e for e in await read_all(stack.kafka_bootstrap) if e.letter and (e.letter.source_key or "").startswith(plate)]
+    return [
+        e for e in await read_all(stack.kafka_bootstrap) if e.letter and (e.letter.source_key or "").startswith(plate)
+    ]
 
 
 async def test_outages_are_retried_and_nothing_transient_is_dead_lettered(

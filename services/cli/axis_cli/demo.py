@@ -117,6 +117,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     import logging
 
+    import mlflow  # noqa: F401 - configures its loggers on import; quieten them afterwards
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 

@@ -7,7 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +84,36 @@ def new_password() -> str:
     return secrets.token_urlsafe(18)
 
 
-def account_password(path: Path, username: str) -> str:
-    """The demo account's password, kept (owner-only) in ``path`` so that a later demo on the same data dir logs in."""
-    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    if username not in known:
-        known[username] = new_password()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(known, indent=1) + "\n")
-    return known[username]
+def can_login(base_url: str, username: str, password: str) -> bool:
+    """True when the curation service issues a token for these credentials."""
+    r = httpx.post(f"{base_url}/v1/tokens", json={"username": username, "password": password}, timeout=60.0)
+    return r.status_code == 200
+
+
+def ensure_account(
+    path: Path,
+    base_name: str,
+    *,
+    base_url: str,
+    create: Callable[[str, str], None],
+    suffix: str,
+) -> tuple[str, str]:
+    """(username, password) of a demo account that can log in; remembered (owner-only file) across demo runs.
+
+    When ``base_name`` exists with a password the demo does not know (made by someone else), a fresh
+    ``<base_name>-<suffix>`` account is used instead.
+    """
+    known: dict[str, list[str]] = json.loads(path.read_text()) if path.exists() else {}
+    username, password = known.get(base_name, [base_name, new_password()])
+    create(username, password)
+    if not can_login(base_url, username, password):
+        username, password = f"{base_name}-{suffix}", new_password()
+        create(username, password)
+        if not can_login(base_url, username, password):
+            raise RuntimeError(f"cannot log in as the demo account {username!r} just created")
+    known[base_name] = [username, password]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(known, indent=1) + "\n")
+    return username, password

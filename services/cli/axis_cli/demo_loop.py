@@ -271,7 +271,7 @@ def run_curators(run: DemoRun) -> None:
     import subprocess
     import sys
 
-    from axis_cli.demo_http import account_password
+    from axis_cli.demo_http import ensure_account
 
     o = run.opts
     truth_path = o.data_dir / "demo" / f"curator-truth-{run.tag}.json"
@@ -279,11 +279,19 @@ def run_curators(run: DemoRun) -> None:
         truth = {im.inspection_id: im.label for images in run.state["plans"].values() for im in images}
         truth_path.parent.mkdir(parents=True, exist_ok=True)
         truth_path.write_text(json.dumps(truth))
-    passwords = {user: account_password(run.accounts_file, user) for user in CURATORS}
-    for user in CURATORS:
-        run.admin.create_account(user, passwords[user], "curator")
+    accounts = [
+        ensure_account(
+            run.accounts_file,
+            base,
+            base_url=run.curation_url,
+            create=lambda user, pw: run.admin.create_account(user, pw, "curator"),
+            suffix=run.tag,
+        )
+        for base in CURATORS
+    ]
+    passwords = dict(accounts)
     procs = []
-    for i, user in enumerate(CURATORS):
+    for i, user in enumerate(passwords):
         log_path = o.data_dir / "logs" / f"{user}.log"
         argv = [sys.executable, "-m", "axis_simulators.curator", "--url", run.curation_url, "--user", user]
         argv += ["--truth", str(truth_path), "--uncertain", str(o.uncertain_share), "--seed", str(o.seed * 10 + i)]

@@ -119,7 +119,7 @@ class DemoRun:
 
     def start_services(self) -> None:
         """Every service as a subprocess with logs in <data-dir>/logs/."""
-        from axis_cli.demo_http import ADMIN_USER, CurationClient, account_password, create_account
+        from axis_cli.demo_http import ADMIN_USER, CurationClient, create_account, ensure_account
 
         assert self.base_path is not None
         data = self.opts.data_dir
@@ -142,8 +142,6 @@ class DemoRun:
         )
         services.start("discrepancy", ["-m", "axis_discrepancy"])
         curation_env = {"AXIS_CURATION__BCRYPT_ROUNDS": "4", "AXIS_CURATION__CONSENSUS_MIN": "2"}
-        admin_password = account_password(self.accounts_file, ADMIN_USER)
-        create_account({**self.env(), **curation_env}, ADMIN_USER, "admin", admin_password)
         services.start(
             "curation", ["-m", "axis_curation", "serve", "--port", str(self.ports["curation"])], curation_env
         )
@@ -151,7 +149,14 @@ class DemoRun:
         probe = CurationClient(self.curation_url)
         wait_until(probe.healthy, timeout=120, what="the curation service", services=services)
         probe.close()
-        self.admin = CurationClient.login(self.curation_url, ADMIN_USER, admin_password)
+        admin_user, admin_password = ensure_account(
+            self.accounts_file,
+            ADMIN_USER,
+            base_url=self.curation_url,
+            create=lambda user, pw: create_account({**self.env(), **curation_env}, user, "admin", pw),
+            suffix=self.tag,
+        )
+        self.admin = CurationClient.login(self.curation_url, admin_user, admin_password)
         demo_loop.start_loop_services(self, common, curation_env)
         self.say(f"services up: {', '.join(services.procs)}; logs in {services.log_dir}")
 

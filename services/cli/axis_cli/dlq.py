@@ -85,10 +85,8 @@ async def read_all(bootstrap: str, *, topic: str = topics.DEAD_LETTER, timeout_s
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000)
     await consumer.start()
     try:
+        await consumer.topics()  # fetches the cluster metadata
         parts_ids = consumer.partitions_for_topic(topic)
-        if not parts_ids:
-            await consumer.force_metadata_update()  # type: ignore[no-untyped-call]
-            parts_ids = consumer.partitions_for_topic(topic)
         parts = [TopicPartition(topic, p) for p in sorted(parts_ids or ())]
         if not parts:
             return []

@@ -25,6 +25,7 @@ from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.registry import ModelRegistry
 from axis_contracts import CrystalScored, topics
 from axis_model.bench import BenchResult, run_model_benchmark, synthetic_set
+from axis_model.bundle import save_bundle
 from axis_model.spec import BaseSpec
 
 from axis_inference.seeding import image_event, make_classifier, register_champions, save_mode_bundles
@@ -38,6 +39,7 @@ class ServiceResult:
 
     events: int
     seconds: float
+    cpu_seconds: float
     batches: int
     avg_batch: float
 
@@ -60,14 +62,21 @@ async def _count_scores(settings: InferenceSettings, model_names: Sequence[str])
     return await asyncio.to_thread(count)
 
 
-async def _measure(settings: InferenceSettings, images: list[bytes], size: int, base: str, tmp: Path) -> ServiceResult:
+def _bundles(model: BenchResult | None, size: int, base: str, tmp: Path) -> dict[str, Path]:
+    """The weights the model benchmark measured (its one trained mode serves both), else fresh random ones."""
+    trained = getattr(model, "classifier", None) if model is not None else None
+    if trained is not None:
+        path = tmp / "bundles" / "trained"
+        save_bundle(trained, path, modes=[trained.modes[0]])
+        return {"visible": path, "uv": path}
+    return save_mode_bundles(make_classifier(BaseSpec.named(base), size, seed=1), tmp / "bundles")
+
+
+async def _measure(settings: InferenceSettings, images: list[bytes], bundles: dict[str, Path]) -> ServiceResult:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     names = {"visible": settings.mlflow.visible_model, "uv": settings.mlflow.uv_model}
     registry = ModelRegistry(settings.mlflow.tracking_uri)
-    clf = make_classifier(BaseSpec.named(base), size, seed=1)
-    bundles = save_mode_bundles(clf, tmp / "bundles")
-    del clf
     await asyncio.to_thread(register_champions, registry, bundles, names)
     store = MinioObjectStore(settings.s3)
     plate = f"BENCH{uuid.uuid4().hex[:6]}"
@@ -105,7 +114,7 @@ async def _measure(settings: InferenceSettings, images: list[bytes], size: int, 
         seen: set[uuid.UUID] = set()
         wanted = {e.event_id for e in events}
         batches0 = svc.metrics.batches
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for e in events:
             await producer.send(topics.IMAGE_CAPTURED, e.to_bytes(), key=e.key().encode())
         await producer.flush()
@@ -117,9 +126,9 @@ async def _measure(settings: InferenceSettings, images: list[bytes], size: int, 
                     seen.update(s.image_event_id for s in scored.scores.values())
             if task.done():
                 task.result()
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         batches = svc.metrics.batches - batches0
-        return ServiceResult(len(events), elapsed, batches, len(events) / max(1, batches))
+        return ServiceResult(len(events), elapsed, cpu, batches, len(events) / max(1, batches))
     finally:
         await producer.stop()
         await consumer.stop()
@@ -128,7 +137,7 @@ async def _measure(settings: InferenceSettings, images: list[bytes], size: int, 
 
 
 def run_service_benchmark(
-    images: list[bytes], *, size: int, base: str, variant: str, batch_size: int = 8
+    images: list[bytes], *, size: int, base: str, variant: str, batch_size: int = 8, model: BenchResult | None = None
 ) -> ServiceResult:
     """Start the embedded stack in a temp dir, measure the service end to end, stop the stack."""
     from axis_stack import down, up
@@ -153,7 +162,7 @@ def run_service_benchmark(
         )
         settings = InferenceSettings(_env_file=None)  # type: ignore[call-arg]
         print(f"[bench] service end to end: {len(images)} events, variant {variant}, batches of {batch_size}")
-        return asyncio.run(_measure(settings, images, size, base, tmp))
+        return asyncio.run(_measure(settings, images, _bundles(model, size, base, tmp)))
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -186,15 +195,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = run_model_benchmark(args.size, n, args.base)
     images, _ = synthetic_set(events, seed=7)
     service = run_service_benchmark(
-        images, size=args.size, base=args.base, variant=model.variant, batch_size=args.batch_size
+        images, size=args.size, base=args.base, variant=model.variant, batch_size=args.batch_size, model=model
     )
     ratio = service.img_s / model.fast_img_s
-    print(f"{'path':<28}{'img/s':>8}")
-    print(f"{'naive (reference style)':<28}{model.naive_img_s:>8.2f}")
-    print(f"{'fast path [' + model.variant + ']':<28}{model.fast_img_s:>8.2f}")
+    fast_cpu = next((v.cpu_ms_per_image for v in model.variants if v.variant == model.variant), 0.0)
+    service_cpu = 1000 * service.cpu_seconds / service.events
+    print(f"{'path':<28}{'img/s':>8}{'CPU ms/img':>12}")
+    print(f"{'naive (reference style)':<28}{model.naive_img_s:>8.2f}{model.naive_cpu_ms_per_image:>12.1f}")
+    print(f"{'fast path [' + model.variant + ']':<28}{model.fast_img_s:>8.2f}{fast_cpu:>12.1f}")
     print(
-        f"{'service end to end':<28}{service.img_s:>8.2f}   ({100 * ratio:.0f}% of fast; "
-        f"{service.batches} batches, avg {service.avg_batch:.1f} images)"
+        f"{'service end to end':<28}{service.img_s:>8.2f}{service_cpu:>12.1f}   ({100 * ratio:.0f}% of fast; "
+        f"{service.batches} batches, avg {service.avg_batch:.1f} images; CPU includes broker/DB clients)"
     )
     print(summary_line(model, service), flush=True)
 

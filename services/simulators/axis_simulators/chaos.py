@@ -155,6 +155,7 @@ async def run_chaos(
     from axis_simulators.robot import run_robot
 
     t0 = time.monotonic()
+    _dump_tasks_on_sigusr2()
     info = stack_info(data_dir)
     run = uuid.uuid4().hex[:6].upper()
     work = data_dir / f"chaos-{run}"
@@ -254,6 +255,19 @@ async def _wait_settled(
         await asyncio.sleep(1)
     say("chaos: timed out waiting for the pipeline to settle")
     return last
+
+
+def _dump_tasks_on_sigusr2() -> None:
+    """`kill -USR2 <pid>` prints where every asyncio task of the run is waiting (for stuck runs)."""
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=8, file=sys.stderr)
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests): no dump
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,7 +107,7 @@ async def dead_letters_of(bootstrap: str, prefix: str) -> list[DeadLetter]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.force_metadata_update()  # type: ignore[no-untyped-call]
+        await consumer.topics()  # fetches the cluster metadata
         parts = [TopicPartition(topics.DEAD_LETTER, p) for p in consumer.partitions_for_topic(topics.DEAD_LETTER) or ()]
         if not parts:
             return []
