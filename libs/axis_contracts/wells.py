@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from functools import lru_cache
+from functools import cache
 
 
 class PlateType(StrEnum):
@@ -30,7 +30,7 @@ def row_names(plate_type: PlateType) -> list[str]:
     return list(_row_names(PlateType(plate_type)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _row_names(plate_type: PlateType) -> tuple[str, ...]:
     rows, _ = _GEOMETRY[plate_type]
     letters = [chr(ord("A") + i) for i in range(26)]
