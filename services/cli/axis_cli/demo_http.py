@@ -104,7 +104,8 @@ def ensure_account(
     ``<base_name>-<suffix>`` account is used instead.
     """
     known: dict[str, list[str]] = json.loads(path.read_text()) if path.exists() else {}
-    username, password = known.get(base_name, [base_name, new_password()])
+    entry = known.get(base_name)
+    username, password = entry if isinstance(entry, list) and len(entry) == 2 else (base_name, new_password())
     create(username, password)
     if not can_login(base_url, username, password):
         username, password = f"{base_name}-{suffix}", new_password()
