@@ -160,3 +160,30 @@ class InMemoryObjectStore:
     def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
         start = f"s3://{bucket}/"
         return sorted(u[len(start) :] for u in self.objects if u.startswith(start + prefix))
+
+
+class BucketGuard:
+    """Wraps an ObjectStore so that reads outside ``allowed`` buckets raise ForbiddenBucket (a ValueError)."""
+
+    def __init__(self, inner: ObjectStore, allowed: list[str]) -> None:
+        self._inner = inner
+        self._allowed = list(allowed)
+
+    def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._inner.put_bytes(uri, data, content_type)
+
+    def get_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
+        parse_uri(uri, self._allowed)
+        return self._inner.get_bytes(uri, max_bytes)
+
+    def exists(self, uri: str) -> bool:
+        parse_uri(uri, self._allowed)
+        return self._inner.exists(uri)
+
+    def ensure_bucket(self, bucket: str) -> None:
+        self._inner.ensure_bucket(bucket)
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        if bucket not in self._allowed:
+            raise ForbiddenBucket(f"bucket {bucket!r} is not one of the allowed buckets ({', '.join(self._allowed)})")
+        return self._inner.list_keys(bucket, prefix)

@@ -278,6 +278,9 @@ class ModelPromoted(Event):
 class DeadLetter(Event):
     """A message a consumer could not process, with the reason; replayable after a fix."""
 
+    # the raw message must survive byte for byte (replay), so no whitespace stripping here
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
     TOPIC: ClassVar[str] = topics.DEAD_LETTER
     event_type: Literal["DeadLetter"] = "DeadLetter"
     source_topic: str

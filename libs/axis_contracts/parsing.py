@@ -45,6 +45,8 @@ def parse_event(raw: bytes | str, model: type[E]) -> E:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"message is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise InvalidEvent("message nests JSON arrays/objects too deeply to be an event") from None
     if not isinstance(data, dict):
         raise InvalidEvent(f"message must be a JSON object, got {type(data).__name__}")
     etype = data.get("event_type")

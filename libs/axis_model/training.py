@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -82,22 +83,30 @@ def fit_head(
     features: torch.Tensor,
     labels: np.ndarray,
     *,
+    components: int | None = 8,
     steps: int = 300,
     lr: float = 0.05,
     weight_decay: float = 1e-2,
     margin: float | None = 6.0,
 ) -> float:
-    """Fit one mode's head on precomputed features (centred and scaled, folded into the head); returns the loss.
+    """Fit one mode's head on precomputed features, folded back into the head; returns the final loss.
 
-    ``margin``: afterwards scale the head so the median |logit difference| on the training features is this
-    large (confident predictions, as a trained AXIS model makes); None leaves the fitted scale.
+    The head sees only the top ``components`` principal directions of the features (whitened): a decision
+    on dominant directions, as a trained model makes, not on near-constant noise directions that any
+    precision change would flip. ``margin``: then scale the head so the median |logit difference| on the
+    training features is this large (confident predictions); None leaves the fitted scale.
     """
     inner: Any = classifier.model.base_model.model
-    wrapper = inner.classifier
-    head: torch.nn.Linear = wrapper.modules_to_save[mode]
-    # one global scale, not per-dimension: per-dimension scaling would amplify near-constant (noise) directions
-    mean, std = features.mean(dim=0), features.std().clamp_min(1e-6)
-    z = (features - mean) / std
+    head: torch.nn.Linear = inner.classifier.modules_to_save[mode]
+    mean = features.mean(dim=0)
+    centred = features - mean
+    if components:
+        _, sing, vh = torch.linalg.svd(centred, full_matrices=False)
+        k = min(components, len(sing))
+        proj = vh[:k].T / sing[:k].clamp_min(1e-6) * math.sqrt(len(features))
+    else:
+        proj = torch.eye(features.shape[1]) / centred.std().clamp_min(1e-6)
+    z = centred @ proj
     y = torch.from_numpy(labels.astype(np.int64))
     linear = torch.nn.Linear(z.shape[1], 2)
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(labels))
@@ -109,8 +118,8 @@ def fit_head(
         loss.backward()
         optimiser.step()
     with torch.no_grad():
-        weight = linear.weight / std  # fold the scaling into the head: W z + b = (W/s) x + (b - W m/s)
-        bias = linear.bias - (weight * mean).sum(dim=1)
+        weight = linear.weight @ proj.T  # fold: W (P^T (x - m)) + b = (W P^T) x + (b - W P^T m)
+        bias = linear.bias - weight @ mean
         if margin is not None:
             logits = features @ weight.T + bias
             median = (logits[:, 0] - logits[:, 1]).abs().median().clamp_min(1e-6)

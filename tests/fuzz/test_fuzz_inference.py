@@ -190,11 +190,6 @@ def parse_ok(value: bytes) -> bool:
     return True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="axis_contracts.parse_event lets json's RecursionError escape (not InvalidEvent): the inference "
-    "pipeline then treats the batch as poison and, after max_batch_attempts, dead-letters its valid records too",
-)
 @pytest.mark.parametrize("nested", DEEP_NESTING, ids=["lists", "objects"])
 def test_deeply_nested_json_is_rejected_alone(nested: bytes) -> None:
     count("inference: deep nesting")

@@ -41,6 +41,7 @@ def env(stack: Any) -> Iterator[dict[str, str]]:
         "AXIS_INFERENCE__BATCH_SIZE": "8",
         "AXIS_INFERENCE__BATCH_TIMEOUT_MS": "100",
         "AXIS_INFERENCE__RETRY_BACKOFF_S": "0.1",
+        "AXIS_INFERENCE__METRICS_TOKEN": "metrics-token-for-tests",
     }
     with pytest.MonkeyPatch.context() as mp:
         for k, v in values.items():
@@ -225,7 +226,12 @@ async def test_service_scores_promotes_rejects_and_dedupes(
 
     async with httpx.AsyncClient() as client:
         health = (await client.get(f"http://127.0.0.1:{service.http.port}/health")).json()
-        metrics = (await client.get(f"http://127.0.0.1:{service.http.port}/metrics?format=json")).json()
+        metrics = (
+            await client.get(
+                f"http://127.0.0.1:{service.http.port}/metrics?format=json",
+                headers={"Authorization": "Bearer metrics-token-for-tests"},
+            )
+        ).json()
     assert health["status"] == "ok" and health["broker_connected"] is True
     assert health["models"]["visible"].endswith(":2") and health["model_swaps"] == 2
     assert metrics["images_scored"] >= 56 and metrics["dead_lettered"] >= 5

@@ -147,7 +147,6 @@ def test_passwords_and_tokens_never_reach_the_logs(
         assert secret not in text, "a password or token was logged"
 
 
-@pytest.mark.xfail(strict=True, reason="axis_inference serves /metrics without authentication (health is meant open)")
 async def test_inference_metrics_endpoint_needs_credentials() -> None:
     import httpx
     from axis_inference.http import HttpServer
@@ -161,6 +160,20 @@ async def test_inference_metrics_endpoint_needs_credentials() -> None:
     try:
         async with httpx.AsyncClient() as client:
             resp = await client.get(f"http://127.0.0.1:{port}/metrics")
+            health = await client.get(f"http://127.0.0.1:{port}/health")
     finally:
         await server.stop()
-    assert resp.status_code == 401
+    assert resp.status_code == 401 and "Bearer" in resp.text
+    assert health.status_code == 200
+
+    server = HttpServer("127.0.0.1", 0, {"/health": metrics, "/metrics": metrics}, token="s3cret-token")
+    port = await server.start()
+    try:
+        async with httpx.AsyncClient() as client:
+            wrong = await client.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer nope"})
+            right = await client.get(
+                f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer s3cret-token"}
+            )
+    finally:
+        await server.stop()
+    assert wrong.status_code == 403 and right.status_code == 200

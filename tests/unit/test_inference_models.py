@@ -146,14 +146,14 @@ async def test_health_and_metrics_endpoints() -> None:
     async def prom(q: dict[str, list[str]]) -> tuple[int, str, bytes]:
         return 200, "text/plain", metrics.prometheus(versions).encode()
 
-    server = HttpServer("127.0.0.1", 0, {"/health": health, "/metrics": prom})
+    server = HttpServer("127.0.0.1", 0, {"/health": health, "/metrics": prom}, token="t0ken")
     port = await server.start()
     try:
         import httpx
 
         async with httpx.AsyncClient() as client:
             h = await client.get(f"http://127.0.0.1:{port}/health")
-            m = await client.get(f"http://127.0.0.1:{port}/metrics")
+            m = await client.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer t0ken"})
             missing = await client.get(f"http://127.0.0.1:{port}/nope")
     finally:
         await server.stop()

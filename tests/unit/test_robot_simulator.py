@@ -56,3 +56,11 @@ def test_png_format_and_unknown_domain() -> None:
     assert image_uri(im, image_format="png").endswith(f"{im.inspection_id}-{im.imaging_mode.value}.png")
     with pytest.raises(ValueError, match="unknown domain 'Z'"):
         RobotConfig(domain="Z").domain_obj()
+
+
+def test_barcode_prefix_renames_plates_but_keeps_the_drops() -> None:
+    plain = plan(RobotConfig(domain="B", wells=4, inspections=2, seed=2))
+    tagged = plan(RobotConfig(domain="B", wells=4, inspections=2, seed=2, barcode_prefix="FACB-run7"))
+    assert {im.plate_barcode for im in tagged} == {"FACB-run7-2-001"}
+    assert all(im.inspection_id.startswith("FACB-run7-2-001-") for im in tagged)
+    assert [(im.seed, im.drop_seed, im.label) for im in tagged] == [(im.seed, im.drop_seed, im.label) for im in plain]

@@ -32,7 +32,9 @@ class DemoOptions:
     inspections: int = 3
     foundation_steps: int = 400
     steps: int = 400
-    epochs: int = 12
+    epochs: int = 30
+    target_recall: float = 0.9
+    similarity_distance: int = 2
     lims_error_rate: float = 0.05
     uncertain_share: float = 0.1
     stage_timeout: float = 600.0
@@ -59,6 +61,18 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
     p.add_argument("--foundation-steps", type=int, default=DemoOptions.foundation_steps)
     p.add_argument("--steps", type=int, default=DemoOptions.steps, help="training steps of the loop's fine-tune")
     p.add_argument("--epochs", type=int, default=DemoOptions.epochs, help="epochs (capped by the steps)")
+    p.add_argument(
+        "--target-recall",
+        type=float,
+        default=DemoOptions.target_recall,
+        help="recall the trainer's decision threshold keeps on validation (foundation and loop)",
+    )
+    p.add_argument(
+        "--similarity-distance",
+        type=int,
+        default=DemoOptions.similarity_distance,
+        help="dataset QC: perceptual-hash distance counted as a near-duplicate in the training export",
+    )
     p.add_argument("--lims-error-rate", type=float, default=DemoOptions.lims_error_rate)
     p.add_argument("--uncertain-share", type=float, default=DemoOptions.uncertain_share)
     p.add_argument("--stage-timeout", type=float, default=DemoOptions.stage_timeout, help="seconds per stage")
@@ -96,6 +110,8 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
         foundation_steps=a.foundation_steps,
         steps=a.steps,
         epochs=a.epochs,
+        target_recall=a.target_recall,
+        similarity_distance=a.similarity_distance,
         lims_error_rate=a.lims_error_rate,
         uncertain_share=a.uncertain_share,
         stage_timeout=a.stage_timeout,

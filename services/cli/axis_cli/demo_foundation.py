@@ -14,7 +14,8 @@ def trainer_options(run: DemoRun, *, steps: int, work: str) -> object:
     """TrainerOptions for the demo's jobs (steps bound the CPU time; the seed follows --seed)."""
     from axis_trainer.settings import TrainerOptions
 
-    return TrainerOptions(max_steps=steps, epochs=run.opts.epochs, seed=run.opts.seed, work_dir=work)
+    o = run.opts
+    return TrainerOptions(max_steps=steps, epochs=o.epochs, seed=o.seed, work_dir=work, target_recall=o.target_recall)
 
 
 def train_foundation(run: DemoRun) -> None:

@@ -191,7 +191,7 @@ def export_datasets(run: DemoRun) -> None:
 
 def train_config(run: DemoRun) -> dict[str, Any]:
     """Dataset config overrides of the demo's training export (seeded split)."""
-    return {"split": {"seed": run.opts.seed}}
+    return {"split": {"seed": run.opts.seed}, "similarity": {"max_distance": run.opts.similarity_distance}}
 
 
 def _latest_version(run: DemoRun, mode: str) -> int:
@@ -259,6 +259,7 @@ def start_loop_services(run: DemoRun, common: dict[str, str], curation_env: dict
             "AXIS_TRAINER__SEED": str(o.seed),
             "AXIS_TRAINER__WORK_DIR": str(o.data_dir / "cache" / "trainer"),
             "AXIS_TRAINER__TORCH_THREADS": str(o.torch_threads),
+            "AXIS_TRAINER__TARGET_RECALL": str(o.target_recall),
         },
     )
 

@@ -47,7 +47,7 @@ def _entry(e: VersionEval) -> PlotEntry:
     m = e.metrics
     c = m.confusion
     return PlotEntry(
-        name=e.name,
+        name=f"{e.name}\n{e.version_text()}",
         recall=m.recall,
         precision=m.precision,
         balanced_accuracy=m.balanced_accuracy,

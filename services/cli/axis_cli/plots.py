@@ -46,7 +46,7 @@ def loop_figure(entries: Sequence[PlotEntry], out: Path, *, title: str = "Lab-in
     bars.set_xticks(list(xs), [e.name for e in entries], fontsize=8)
     bars.set_ylim(0, 110)
     bars.set_ylabel("% on the facility-B test set")
-    bars.legend(fontsize=7, loc="lower right")
+    bars.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     bars.set_title(title, fontsize=9)
     for ax, e in zip(axes[1:], entries, strict=True):
         grid = [[e.tp, e.fn], [e.fp, e.tn]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -11,16 +12,36 @@ log = logging.getLogger(__name__)
 
 # A route gets the query parameters and returns (status, content type, body).
 Route = Callable[[dict[str, list[str]]], Awaitable[tuple[int, str, bytes]]]
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    400: "Bad Request",
+    503: "Service Unavailable",
+}
 
 
 class HttpServer:
     """Serves GET routes on host:port (port 0 picks a free one; ``port`` tells which after ``start``)."""
 
-    def __init__(self, host: str, port: int, routes: dict[str, Route]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        routes: dict[str, Route],
+        *,
+        token: str | None = None,
+        open_paths: frozenset[str] = frozenset({"/health"}),
+    ) -> None:
         self.host = host
         self.port = port
         self._routes = routes
+        # every route but ``open_paths`` needs ``Authorization: Bearer <token>``; with no token configured
+        # those routes stay closed (401), so metrics are never public by accident
+        self._token = token
+        self._open = open_paths
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -68,4 +89,24 @@ class HttpServer:
             return 404, "text/plain", f"no route {url.path}; try /health or /metrics\n".encode()
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"GET only\n"
+        path = url.path.rstrip("/") or "/"
+        if path not in self._open:
+            denied = self._check_auth(head)
+            if denied is not None:
+                return denied
         return await route(parse_qs(url.query))
+
+    def _check_auth(self, head: bytes) -> tuple[int, str, bytes] | None:
+        supplied = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"authorization":
+                scheme, _, cred = value.strip().partition(b" ")
+                if scheme.lower() == b"bearer":
+                    supplied = cred.strip().decode("latin-1")
+        if supplied is None:
+            hint = "set AXIS_INFERENCE__METRICS_TOKEN and send it" if self._token is None else "send"
+            return 401, "text/plain", f"credentials required: {hint} as 'Authorization: Bearer <token>'\n".encode()
+        if self._token is None or not hmac.compare_digest(supplied.encode(), self._token.encode()):
+            return 403, "text/plain", b"wrong token\n"
+        return None

@@ -86,7 +86,12 @@ class InferenceService:
             bootstrap_bundle=Path(opts.bootstrap_bundle) if opts.bootstrap_bundle else None,
             cache_dir=Path(opts.cache_dir) if opts.cache_dir else None,
         )
-        self.http = HttpServer(opts.http_host, opts.http_port, {"/health": self._health, "/metrics": self._metrics})
+        self.http = HttpServer(
+            opts.http_host,
+            opts.http_port,
+            {"/health": self._health, "/metrics": self._metrics},
+            token=opts.metrics_token.get_secret_value() if opts.metrics_token else None,
+        )
         self.broker: Any = None
         self.processor: BatchProcessor | None = None
         self.consuming = False

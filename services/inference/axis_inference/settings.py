@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from axis_adapters.settings import ServiceSettings
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 CONSUMER_GROUP = "axis-inference"
 
@@ -24,6 +24,9 @@ class InferenceOptions(BaseModel):
     max_pixels: int = Field(default=60_000_000, ge=1, description="decompression-bomb guard")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8081, ge=0, le=65535)
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token for /metrics (closed without one; /health is open)"
+    )
     io_threads: int = Field(default=4, ge=1, le=64)
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
     retry_backoff_s: float = Field(default=0.5, ge=0)

@@ -49,17 +49,16 @@ class RobotConfig(BaseModel):
     start: datetime | None = Field(default=None, description="setup time of plate 1; None: `days` before now")
     render_threads: int = Field(default=2, ge=1, le=32)
     barcode_prefix: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", description="None: the domain's prefix"
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        description="plate barcodes <prefix>-<seed>-NNN (the pixels do not depend on it); None: the domain's",
     )
 
     def domain_obj(self) -> Domain:
-        """The axis_synth Domain (ValueError naming the known ones when unknown), with the barcode prefix."""
+        """The axis_synth Domain (ValueError naming the known ones when unknown)."""
         if self.domain not in DOMAINS:
             raise ValueError(f"unknown domain {self.domain!r}; known: {', '.join(sorted(DOMAINS))}")
-        domain = DOMAINS[self.domain]
-        if self.barcode_prefix:
-            domain = domain.model_copy(update={"barcode_prefix": self.barcode_prefix})
-        return domain
+        return DOMAINS[self.domain]
 
     def run_name(self) -> str:
         """The run's folder name in the images bucket."""
@@ -72,8 +71,9 @@ def plan(config: RobotConfig, *, now: datetime | None = None) -> list[PlannedIma
     if start is None:
         start = (now or datetime.now(UTC)) - timedelta(days=config.days)
         start = start.replace(microsecond=0)
-    return plan_plates(
-        config.domain_obj(),
+    domain = config.domain_obj()
+    images = plan_plates(
+        domain,
         config.plates,
         wells=config.wells,
         drops_per_well=config.drops_per_well,
@@ -83,6 +83,19 @@ def plan(config: RobotConfig, *, now: datetime | None = None) -> list[PlannedIma
         class_mix=config.class_mix,
         start=start,
     )
+    if not config.barcode_prefix or config.barcode_prefix == domain.barcode_prefix:
+        return images
+    # same drops and pixels as without the prefix (render seeds stay), only the names change
+    old, new = domain.barcode_prefix + "-", config.barcode_prefix + "-"
+    return [
+        im.model_copy(
+            update={
+                "plate_barcode": new + im.plate_barcode.removeprefix(old),
+                "inspection_id": new + im.inspection_id.removeprefix(old),
+            }
+        )
+        for im in images
+    ]
 
 
 def image_uri(image: PlannedImage, *, bucket: str = "axis-images", image_format: ImageFormat = "jpg") -> str:

@@ -49,6 +49,7 @@ def build_trainer(settings: TrainerSettings, *, say: Any = None) -> Trainer:
         experiment=settings.mlflow.experiment,
         find_test_set=find_test_set,
         say=say or (lambda line: log.info("%s", line)),
+        allowed_buckets=list(settings.s3.allowed_buckets),
     )
     if work is not None:
         work.mkdir(parents=True, exist_ok=True)

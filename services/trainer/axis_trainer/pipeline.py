@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from axis_adapters.objectstore import ObjectStore
+from axis_adapters.objectstore import BucketGuard, ObjectStore
 from axis_adapters.registry import CHALLENGER, ModelRegistry, RegisteredVersion, metric_tags
 from axis_contracts import ImagingMode, ModelRegistered
 from axis_core.metrics import BinaryMetrics
@@ -100,6 +100,11 @@ class Trainer:
     find_test_set: Callable[[], DatasetRef | None] = lambda: None
     say: Callable[[str], None] = print
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="axis-trainer-")))
+    allowed_buckets: list[str] = field(default_factory=lambda: ["axis-images", "axis-datasets"])
+
+    def __post_init__(self) -> None:
+        # a DatasetExported event names the manifest: never let it make us read other buckets
+        self.store = BucketGuard(self.store, self.allowed_buckets)
 
     def config(self) -> TrainConfig:
         """TrainConfig from the options."""
