@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound="ServiceSettings")
@@ -119,5 +119,16 @@ def env_file() -> str | None:
 
 
 def load_settings(cls: type[S], **overrides: Any) -> S:
-    """Build settings from the environment, the stack env file (if any) and explicit overrides."""
-    return cls(_env_file=env_file(), **overrides)  # type: ignore[call-arg]
+    """Build settings from the environment, the stack env file (if any) and explicit overrides.
+
+    Invalid settings (including default passwords outside dev mode) end the process with exit status 1
+    and one readable line per problem naming the setting, instead of a traceback.
+    """
+    try:
+        return cls(_env_file=env_file(), **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            where = "AXIS_" + "__".join(str(p).upper() for p in err["loc"]) if err["loc"] else "settings"
+            problems.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
+        raise SystemExit(f"{cls.__name__}: cannot start with these settings:\n" + "\n".join(problems)) from None
