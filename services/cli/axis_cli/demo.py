@@ -26,14 +26,14 @@ class DemoOptions:
     base_model: str = "tiny"
     foundation_plates: int = 4
     test_plates: int = 2
-    plates: int = 4
+    plates: int = 6
     after_plates: int = 1
     wells: int = 96
     inspections: int = 3
     foundation_steps: int = 400
-    steps: int = 400
+    steps: int = 600
     epochs: int = 30
-    target_recall: float = 0.9
+    target_recall: float = 0.95
     similarity_distance: int = 2
     lims_error_rate: float = 0.05
     uncertain_share: float = 0.1

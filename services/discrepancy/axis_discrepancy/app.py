@@ -1,20 +1,38 @@
-"""Wiring of the discrepancy service: settings → broker, pool, subscriber. The only place adapters are built."""
+"""Wiring of the discrepancy service: settings → broker, pool, subscriber. The only place adapters are built.
+
+``serve()`` is what ``python -m axis_discrepancy`` runs: start (riding out PostgreSQL or the broker restarting),
+consume until SIGTERM/SIGINT (exit 0), and exit 1 with a CRITICAL log line when consuming cannot go on (the
+consumer task is gone, or the database has been failing for ``AXIS_DISCREPANCY__MAX_OUTAGE_S``), so that a
+supervisor restarts the process instead of it idling silently.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from axis_adapters.db import async_pool
 from axis_adapters.kafka import consumer_options, make_broker, records_of
-from faststream import AckPolicy, Context, FastStream
+from axis_adapters.retry import RetryPolicy, retry_async
+from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from psycopg_pool import AsyncConnectionPool
 
 from axis_discrepancy.service import DiscrepancyService
-from axis_discrepancy.settings import DiscrepancySettings
+from axis_discrepancy.settings import DiscrepancyOptions, DiscrepancySettings
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 30.0
 
 
 async def _raw_bodies(message: Any) -> None:
@@ -41,6 +59,39 @@ def register(broker: KafkaBroker, settings: DiscrepancySettings, service: Callab
         await service().handle(records_of(message))
 
 
+def batch_policy(opts: DiscrepancyOptions) -> RetryPolicy:
+    """Capped exponential back-off for one delivery of a batch (then NACK: the batch comes again)."""
+    return RetryPolicy(
+        attempts=opts.retry_attempts, base_delay_s=opts.retry_delay_s, max_delay_s=opts.retry_max_delay_s
+    )
+
+
+def startup_policy(opts: DiscrepancyOptions) -> RetryPolicy:
+    """Back-off for reaching PostgreSQL and the broker at start."""
+    return RetryPolicy(
+        attempts=opts.startup_attempts, base_delay_s=opts.retry_delay_s, max_delay_s=opts.retry_max_delay_s
+    )
+
+
+async def open_pool(settings: DiscrepancySettings) -> AsyncConnectionPool:
+    """An open pool whose connections are checked on checkout (a restarted server's dead ones are replaced)."""
+    opts = settings.discrepancy
+    pool: AsyncConnectionPool = AsyncConnectionPool(
+        settings.postgres.conninfo(),
+        min_size=1,
+        max_size=opts.pool_size,
+        open=False,
+        kwargs={"connect_timeout": 10},
+        check=AsyncConnectionPool.check_connection,
+    )
+    try:
+        await pool.open(wait=True, timeout=min(30.0, opts.attempt_timeout_s))
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
 def build_service(settings: DiscrepancySettings, *, pool: AsyncConnectionPool, broker: Any) -> DiscrepancyService:
     """The service over an open pool and a (started) broker."""
     opts = settings.discrepancy
@@ -51,58 +102,148 @@ def build_service(settings: DiscrepancySettings, *, pool: AsyncConnectionPool, b
         crystal_topic=opts.crystal_scored_topic,
         user_topic=opts.user_scored_topic,
         consumer=opts.group_id,
-        retry_delay_s=opts.retry_delay_s,
+        retry=batch_policy(opts),
+        attempt_timeout_s=opts.attempt_timeout_s,
     )
-
-
-def create_app(settings: DiscrepancySettings) -> FastStream:
-    """The FastStream application run by ``python -m axis_discrepancy``."""
-    broker = make_broker(settings.kafka)
-    holder: dict[str, Any] = {}
-    register(broker, settings, lambda: holder["service"])
-    app = FastStream(broker)
-
-    @app.on_startup
-    async def open_pool() -> None:
-        holder["pool"] = await async_pool(settings.postgres, max_size=settings.discrepancy.pool_size)
-        holder["service"] = build_service(settings, pool=holder["pool"], broker=broker)
-
-    @app.after_startup
-    async def flush_outbox() -> None:
-        await holder["service"].publish_pending()
-
-    @app.after_shutdown
-    async def close_pool() -> None:
-        await holder["pool"].close()
-
-    return app
 
 
 @dataclass
 class RunningService:
-    """The service started on the caller's event loop (tests, benchmark); ``stop()`` ends it."""
+    """The service started on the caller's event loop (tests, benchmark, ``serve``); ``stop()`` ends it."""
 
     broker: KafkaBroker
     pool: AsyncConnectionPool
     service: DiscrepancyService
+    _strikes: int = field(default=0, repr=False)
 
     @classmethod
     async def start(cls, settings: DiscrepancySettings, **broker_options: Any) -> RunningService:
         """Open the pool, subscribe, start the broker; the consumer group joins shortly after."""
+        pool = await open_pool(settings)
         broker = make_broker(settings.kafka, **broker_options)
-        pool = await async_pool(settings.postgres, max_size=settings.discrepancy.pool_size)
         service = build_service(settings, pool=pool, broker=broker)
         register(broker, settings, lambda: service)
         try:
             await broker.start()
         except BaseException:
+            with suppress(Exception):
+                await asyncio.wait_for(broker.stop(), timeout=STOP_TIMEOUT_S)
             await pool.close()
             raise
         return cls(broker=broker, pool=pool, service=service)
 
+    @classmethod
+    async def start_retrying(cls, settings: DiscrepancySettings, **broker_options: Any) -> RunningService:
+        """``start`` until PostgreSQL and the broker answer (capped back-off); ``RetriesExhausted`` if they don't."""
+        policy = startup_policy(settings.discrepancy)
+        return await retry_async(lambda: cls.start(settings, **broker_options), policy=policy, what="start")
+
+    def problem(self, max_outage_s: float) -> str | None:
+        """Why consuming cannot go on (checked twice in a row before it counts), or None while it can."""
+        found = self._consumer_gone()
+        self._strikes = self._strikes + 1 if found else 0
+        if found and self._strikes >= 2:
+            return found
+        since = self.service.failing_since
+        if since is not None and time.monotonic() - since > max_outage_s:
+            return (
+                f"PostgreSQL or the broker has been failing for {time.monotonic() - since:.0f}s "
+                f"(more than AXIS_DISCREPANCY__MAX_OUTAGE_S={max_outage_s:g})"
+            )
+        return None
+
+    def _consumer_gone(self) -> str | None:
+        for sub in self.broker.subscribers:
+            name = ",".join(getattr(sub, "topic_names", []) or ["?"])
+            if not sub.running:
+                return f"the subscriber of {name} stopped"
+            tasks: list[asyncio.Task[Any]] = list(getattr(sub, "tasks", []))
+            if tasks and all(t.done() for t in tasks):
+                last = tasks[-1]
+                how = "was cancelled" if last.cancelled() else f"ended ({last.exception()!r})"
+                return f"the consumer task of {name} {how} and was not restarted"
+        return None
+
     async def stop(self) -> None:
         """Stop consuming, then close the pool."""
         try:
-            await self.broker.stop()
+            await asyncio.wait_for(self.broker.stop(), timeout=STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.error("the broker did not stop within %.0fs", STOP_TIMEOUT_S)
         finally:
-            await self.pool.close()
+            await self.pool.close(timeout=5)
+
+
+async def serve(
+    settings: DiscrepancySettings, stop: asyncio.Event | None = None, *, hard_exit_s: float | None = None
+) -> int:
+    """Consume until SIGTERM/SIGINT or ``stop`` (returns 0), or until consuming cannot go on (returns 1).
+
+    With ``hard_exit_s``, a shutdown after a fatal problem that hangs longer than that ends the process anyway.
+    """
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    if stop is None:  # the process's own run: SIGTERM/SIGINT stop it
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+    try:
+        return await _serve(settings, stop, hard_exit_s)
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(settings: DiscrepancySettings, stop: asyncio.Event, hard_exit_s: float | None) -> int:
+    opts = settings.discrepancy
+    starting = asyncio.create_task(RunningService.start_retrying(settings))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not starting.done():
+        starting.cancel()
+        with suppress(BaseException):
+            await starting
+        log.info("stopped before the service had started")
+        return 0
+    try:
+        running = starting.result()
+    except Exception as exc:  # RetriesExhausted, or a permanent error
+        log.critical("discrepancy service could not start: %s; exiting with status 1", exc)
+        return 1
+    log.info("consuming %s, %s as group %s", opts.crystal_scored_topic, opts.user_scored_topic, opts.group_id)
+    flush = asyncio.create_task(running.service.flush_outbox())  # what a previous run committed but did not publish
+    problem = None
+    try:
+        while problem is None and not stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=opts.watchdog_interval_s)
+            if not stop.is_set():
+                problem = running.problem(opts.max_outage_s)
+                _beat(opts.heartbeat_file, problem)
+        if problem is not None:
+            log.critical("discrepancy consumer cannot continue: %s; exiting with status 1 (restart it)", problem)
+            if hard_exit_s is not None:
+                _exit_anyway_after(hard_exit_s, 1)
+    finally:
+        flush.cancel()
+        with suppress(BaseException):
+            await flush
+        await running.stop()
+    return 1 if problem is not None else 0
+
+
+def _beat(path: Path | None, problem: str | None) -> None:
+    """Touch the liveness file while the consumer is healthy (for an exec liveness probe)."""
+    if path is not None and problem is None:
+        with suppress(OSError):
+            path.touch()
+
+
+def _exit_anyway_after(seconds: float, code: int) -> None:
+    """If the clean shutdown hangs, end the process anyway: a stuck consumer must not look alive."""
+    timer = threading.Timer(seconds, os._exit, (code,))
+    timer.daemon = True
+    timer.start()

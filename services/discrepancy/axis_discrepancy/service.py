@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
 from axis_adapters import discrepancy_repo as repo
-from axis_adapters.db import is_transient
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
+from axis_adapters.retry import RetriesExhausted, RetryPolicy, retry_async
 from axis_contracts import (
     CrystalScored,
     Event,
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 PRODUCER = "axis-discrepancy"
 E = TypeVar("E", bound=Event)
+T = TypeVar("T")
 
 
 @dataclass
@@ -108,12 +111,6 @@ def decode(record: RawRecord, *, crystal_topic: str, user_topic: str, scheme: Sc
     return out
 
 
-def _is_transient(exc: BaseException) -> bool:
-    from aiokafka.errors import KafkaError
-
-    return is_transient(exc) or isinstance(exc, KafkaError)
-
-
 class DiscrepancyService:
     """Joins ML and human scores per inspection; records agreements and disagreements; feeds the curators."""
 
@@ -126,7 +123,9 @@ class DiscrepancyService:
         crystal_topic: str,
         user_topic: str,
         consumer: str = PRODUCER,
-        retry_delay_s: float = 1.0,
+        retry_delay_s: float = 0.5,
+        retry: RetryPolicy | None = None,
+        attempt_timeout_s: float = 30.0,
     ) -> None:
         self._pool = pool
         self._publisher = publisher
@@ -134,28 +133,56 @@ class DiscrepancyService:
         self._crystal_topic = crystal_topic
         self._user_topic = user_topic
         self._consumer = consumer
-        self._retry_delay_s = retry_delay_s
+        self._policy = retry or RetryPolicy(attempts=8, base_delay_s=retry_delay_s, max_delay_s=10.0)
+        self._attempt_timeout_s = attempt_timeout_s
+        self._connect_timeout_s = min(10.0, attempt_timeout_s)
         self.dead_letters = DeadLetterSink(publisher, consumer)
+        self.failing_since: float | None = None  # monotonic start of the current run of transient failures
 
     async def handle(self, records: Sequence[RawRecord]) -> None:
-        """Process a batch; transient errors propagate (the batch is redelivered), others isolate the bad record."""
+        """Process a batch; transient errors are retried with back-off, then propagate (the batch is redelivered).
+
+        Any other error isolates the bad record: the batch is retried record by record and the record that still
+        fails is dead-lettered. Nothing is dead-lettered for a transient error.
+        """
+        n = len(records)
         try:
-            await self._process(records)
+            await self._retrying(lambda: self._process(records), f"batch of {n}")
         except Exception as exc:
-            if _is_transient(exc):
-                log.warning("transient error, batch of %d will be redelivered: %r", len(records), exc)
-                await asyncio.sleep(self._retry_delay_s)
+            if self._policy.is_transient(exc):
+                log.warning("batch of %d not processed (%r); it will be redelivered", n, exc)
                 raise
-            log.exception("batch of %d failed; retrying record by record", len(records))
+            log.exception("batch of %d failed; retrying record by record", n)
             for rec in records:
                 try:
-                    await self._process([rec])
+                    await self._retrying(partial(self._process, [rec]), f"record {rec.topic}@{rec.offset}")
                 except Exception as one:
-                    if _is_transient(one):
-                        await asyncio.sleep(self._retry_delay_s)
+                    if self._policy.is_transient(one):
                         raise
                     await self.dead_letters.reject(rec, one)
-        await self.publish_pending()
+        await self._retrying(self.publish_pending, "outbox")
+
+    async def _retrying(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
+        """``fn()``, each attempt bounded in time; transient failures retried per the policy (capped back-off).
+
+        Permanent errors are raised at once; once the policy is spent the last transient error is raised.
+        """
+
+        async def attempt() -> T:
+            try:
+                async with asyncio.timeout(self._attempt_timeout_s):
+                    return await fn()
+            except Exception as exc:
+                if self._policy.is_transient(exc) and self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                raise
+
+        try:
+            result = await retry_async(attempt, policy=self._policy, what=what)
+        except RetriesExhausted as exc:
+            raise exc.last from exc
+        self.failing_since = None
+        return result
 
     async def _process(self, records: Sequence[RawRecord]) -> None:
         decoded = [
@@ -169,7 +196,7 @@ class DiscrepancyService:
                 todo.append(d)
                 if d.event_id is not None:
                     seen.add(d.event_id)
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection(timeout=self._connect_timeout_s) as conn, conn.transaction():
             scores = await self._scores(conn, todo)
             by_inspection = group_by_inspection(scores)
             await repo.lock_inspections(conn, list(by_inspection))
@@ -216,11 +243,21 @@ class DiscrepancyService:
                 out.append(HumanScore.from_event(u, inspection_id=inspection, scheme=self._scheme))
         return out
 
+    async def flush_outbox(self) -> int:
+        """Publish what an earlier run left unpublished, riding out transient failures (never raises those)."""
+        try:
+            return await self._retrying(self.publish_pending, "outbox")
+        except Exception as exc:
+            if not self._policy.is_transient(exc):
+                raise
+            log.warning("outbox not flushed (%r); the next batch publishes it", exc)
+            return 0
+
     async def publish_pending(self, limit: int = 500) -> int:
         """Publish DiscrepancyFound for queue items not yet on the broker (this batch's, or left by a crash)."""
         total = 0
         while True:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection(timeout=self._connect_timeout_s) as conn, conn.transaction():
                 items = await repo.claim_unpublished(conn, producer=self._consumer, limit=limit)
                 events = [i.event for i in items if i.event is not None]
                 await asyncio.gather(*(publish_event(self._publisher, e) for e in events))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Self
 
 from axis_adapters.settings import ServiceSettings, refuse_default_secrets
@@ -19,7 +20,18 @@ class DiscrepancyOptions(BaseModel):
     max_records: int = Field(default=1000, ge=1, le=10_000)
     batch_timeout_ms: int = Field(default=100, ge=1)
     pool_size: int = Field(default=4, ge=1)
-    retry_delay_s: float = Field(default=1.0, ge=0.0, description="pause before redelivery after a DB error")
+    retry_delay_s: float = Field(default=0.5, ge=0.0, description="first wait after a transient error (doubles)")
+    retry_max_delay_s: float = Field(default=10.0, ge=0.0, description="cap of the wait between two attempts")
+    retry_attempts: int = Field(
+        default=8, ge=1, description="attempts of one delivery of a batch before it is NACKed and redelivered"
+    )
+    attempt_timeout_s: float = Field(default=30.0, gt=0.0, description="bound on one attempt of a batch")
+    max_outage_s: float = Field(
+        default=600.0, gt=0.0, description="exit 1 (for the supervisor) after failing transiently this long"
+    )
+    startup_attempts: int = Field(default=12, ge=1, description="tries to reach PostgreSQL and the broker at start")
+    watchdog_interval_s: float = Field(default=2.0, gt=0.0, description="how often the consumer's liveness is checked")
+    heartbeat_file: Path | None = Field(default=None, description="touched at each healthy check (liveness probe)")
 
 
 class LimsOptions(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -13,6 +14,7 @@ from typing import Any
 from axis_adapters.db import async_pool
 from axis_adapters.kafka import DeadLetterSink, consumer_options, make_broker, records_of
 from axis_adapters.objectstore import MinioObjectStore, ObjectStore
+from axis_adapters.retry import RetryPolicy, retry_async
 from axis_adapters.scores_repo import PgScoresRepo
 from axis_contracts import InvalidEvent, ModelPromoted, parse_event, topics
 from faststream import AckPolicy, Context
@@ -26,6 +28,8 @@ from axis_inference.pipeline import BatchProcessor
 from axis_inference.settings import CONSUMER_GROUP, InferenceSettings
 
 log = logging.getLogger(__name__)
+
+STARTUP_ATTEMPTS = 12  # tries to reach PostgreSQL and the broker at start (capped exponential back-off)
 
 
 async def _raw_body(message: Any) -> Any:
@@ -178,25 +182,40 @@ class InferenceService:
             log.info("loading the champion of %s", ", ".join(opts.modes))
             if not await self.watcher.wait_ready(stop):
                 return
-            pool = await async_pool(self.settings.postgres)
-            self.broker = broker = self._build_broker()
-            self.processor = BatchProcessor(
-                store=self.store,
-                repo=PgScoresRepo(pool),
-                publisher=broker,
-                dead_letters=DeadLetterSink(broker, CONSUMER_GROUP),
-                holder=self.holder,
-                metrics=self.metrics,
-                allowed_buckets=self.settings.s3.allowed_buckets,
-                max_object_bytes=opts.max_object_bytes,
-                io_executor=io_pool,
-                model_executor=model_pool,
-                consumer=CONSUMER_GROUP,
-                retry_backoff_s=opts.retry_backoff_s,
-                retry_backoff_max_s=opts.retry_backoff_max_s,
-                max_batch_attempts=opts.max_batch_attempts,
+            # PostgreSQL or the broker may be restarting right now: wait them out (capped back-off), don't crash
+            startup = RetryPolicy(
+                attempts=STARTUP_ATTEMPTS, base_delay_s=opts.retry_backoff_s, max_delay_s=opts.retry_backoff_max_s
             )
-            await self.broker.start()
+            pool = await retry_async(lambda: async_pool(self.settings.postgres), policy=startup, what="open the pool")
+            db_pool = pool
+
+            async def start_broker() -> None:
+                self.broker = broker = self._build_broker()
+                self.processor = BatchProcessor(
+                    store=self.store,
+                    repo=PgScoresRepo(db_pool),
+                    publisher=broker,
+                    dead_letters=DeadLetterSink(broker, CONSUMER_GROUP),
+                    holder=self.holder,
+                    metrics=self.metrics,
+                    allowed_buckets=self.settings.s3.allowed_buckets,
+                    max_object_bytes=opts.max_object_bytes,
+                    io_executor=io_pool,
+                    model_executor=model_pool,
+                    consumer=CONSUMER_GROUP,
+                    retry_backoff_s=opts.retry_backoff_s,
+                    retry_backoff_max_s=opts.retry_backoff_max_s,
+                    max_batch_attempts=opts.max_batch_attempts,
+                )
+                try:
+                    await broker.start()
+                except Exception:
+                    self.broker = None
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(broker.stop(), timeout=10)
+                    raise
+
+            await retry_async(start_broker, policy=startup, what="start the broker")
             self.consuming = True
             log.info(
                 "consuming %s as group %s with models %s", topics.IMAGE_CAPTURED, CONSUMER_GROUP, self.holder.versions()
