@@ -34,7 +34,7 @@ class InferenceOptions(BaseModel):
     max_batch_attempts: int = Field(default=5, ge=1, description="non-transient batch failures before dead-letter")
     cache_dir: str | None = Field(default=None, description="where downloaded bundles go (default: a temp dir)")
     variant: Literal["fp32", "bf16", "int8"] = Field(
-        default="int8", description="precision of axis_model's fast path (merged LoRA); the bench measures each"
+        default="bf16", description="precision of axis_model's fast path (merged LoRA); the bench measures each"
     )
     score_chunk: int = Field(default=8, ge=1, description="images per forward pass")
 
