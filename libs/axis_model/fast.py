@@ -23,8 +23,56 @@ from axis_model.classifier import CrystalClassifier
 from axis_model.preprocess import PreprocessConfig, preprocess_bytes
 from axis_model.spec import CRYSTAL_INDEX, LABELS
 
-Variant = Literal["fp32", "bf16", "int8"]
-VARIANTS: tuple[Variant, ...] = ("fp32", "bf16", "int8")
+Variant = Literal["fp32", "bf16", "bf16mix", "int8mix", "int8"]
+VARIANTS: tuple[Variant, ...] = ("fp32", "bf16", "bf16mix", "int8mix", "int8")
+ATTENTION_IN = ("q_proj", "k_proj", "v_proj")
+
+
+class CastLinear(torch.nn.Module):
+    """A Linear with bf16 weights: casts its input to bf16 and its output to ``out_dtype`` (fp32 residual stream)."""
+
+    def __init__(self, linear: torch.nn.Linear, out_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        bias = linear.bias
+        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().to(torch.bfloat16), requires_grad=False)
+        self.out_dtype = out_dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """bf16 matmul (fp32 accumulation in oneDNN), output in ``out_dtype``."""
+        return torch.nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias).to(self.out_dtype)
+
+
+def _dynamic_int8(linear: torch.nn.Linear) -> torch.nn.Module:
+    """torch.ao dynamic int8 Linear (per-channel weights, activations quantised per batch at run time)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao dynamic quantisation is deprecated but still the fastest here
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+        from torch.ao.quantization.qconfig import per_channel_dynamic_qconfig
+
+        linear.qconfig = per_channel_dynamic_qconfig  # type: ignore[assignment]
+        return DynamicLinear.from_float(linear)  # type: ignore[no-any-return]
+
+
+def mixed_precision(model: torch.nn.Module, *, int8_mlp: bool) -> torch.nn.Module:
+    """bf16 matmuls with an fp32 residual stream, layer norms, patch embedding and head; int8 MLP if asked.
+
+    q/k/v emit bf16 so SDPA runs in bf16; o_proj and fc2 return fp32 into the residual stream.
+    """
+    backbone = getattr(model, "dinov2", None)
+    if backbone is None:
+        raise TypeError("expected a Dinov2ForImageClassification-like model with a .dinov2 backbone")
+    for layer in backbone.encoder.layer:
+        attn = layer.attention
+        for name in ATTENTION_IN:
+            setattr(attn, name, CastLinear(getattr(attn, name), torch.bfloat16))
+        attn.o_proj = CastLinear(attn.o_proj, torch.float32)
+        mlp = layer.mlp
+        if int8_mlp:
+            mlp.fc1, mlp.fc2 = _dynamic_int8(mlp.fc1), _dynamic_int8(mlp.fc2)
+        else:
+            mlp.fc1, mlp.fc2 = CastLinear(mlp.fc1, torch.bfloat16), CastLinear(mlp.fc2, torch.float32)
+    return model
 
 
 def merged_model(peft_model: PeftModel, mode: str) -> torch.nn.Module:
@@ -56,6 +104,8 @@ def optimise(model: torch.nn.Module, variant: Variant) -> torch.nn.Module:
         return model.to(torch.bfloat16)
     if variant == "int8":
         return quantize_int8(model)
+    if variant in ("bf16mix", "int8mix"):
+        return mixed_precision(model, int8_mlp=variant == "int8mix")
     if variant != "fp32":
         raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
     return model

@@ -25,6 +25,7 @@ from axis_core.dataset.phash import HammingIndex, hamming
 from axis_core.dataset.stages import label_consensus, similarity, uniqueness
 from PIL import Image, ImageFilter
 from pydantic import ValidationError
+from sample_images import samples_dir
 
 pytestmark = pytest.mark.unit
 
@@ -126,7 +127,7 @@ def build_one(data: bytes, config: DatasetConfig | None = None) -> list[str]:
 def test_image_qc_keeps_a_normal_image_and_the_real_samples() -> None:
     assert build_one(png(texture(1))) == []
     for name in ("visible", "uv"):
-        path = f"/work/shared/samples/axis-sample-{name}.jpg"
+        path = samples_dir() / f"axis-sample-{name}.jpg"
         try:
             data = open(path, "rb").read()
         except OSError:

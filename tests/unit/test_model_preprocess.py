@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,10 +18,11 @@ from axis_model.preprocess import (
     random_flip,
 )
 from PIL import Image
+from sample_images import samples_dir
 
 pytestmark = pytest.mark.unit
 
-SAMPLES = Path("/work/shared/samples")
+SAMPLES = samples_dir()
 
 
 def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
