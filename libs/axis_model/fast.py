@@ -86,15 +86,15 @@ def merged_model(peft_model: PeftModel, mode: str) -> torch.nn.Module:
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantisation of the backbone's nn.Linear layers (activations quantised per batch)."""
+    """Dynamic int8 (per-channel weights) of every encoder nn.Linear; patch embedding, final norm and head stay fp32."""
     backbone = getattr(model, "dinov2", None)
     if backbone is None:
         raise TypeError("expected a Dinov2ForImageClassification-like model with a .dinov2 backbone")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao dynamic quantisation is deprecated but still the fastest here
-        from torch.ao.quantization import quantize_dynamic
-
-        model.dinov2 = quantize_dynamic(backbone, {torch.nn.Linear}, dtype=torch.qint8)
+    for layer in backbone.encoder.layer:
+        for parent in (layer.attention, layer.mlp):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, torch.nn.Linear):
+                    setattr(parent, name, _dynamic_int8(child))
     return model
 
 

@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from axis_model import BaseSpec, FastScorer, ImageRejected, LoraSpec, build_classifier, preprocess_bytes
 from axis_model.bench import run_model_benchmark
 from axis_model.training import randomise_adapter
@@ -42,7 +43,7 @@ def test_merged_fp32_scores_equal_the_peft_classifier(classifier) -> None:  # ty
     np.testing.assert_array_equal(again, expected["visible"])
 
 
-@pytest.mark.parametrize("variant", ["bf16", "int8"])
+@pytest.mark.parametrize("variant", ["bf16", "bf16mix", "int8mix", "int8"])
 def test_reduced_precision_variants_score_files_in_input_order(classifier, variant: str) -> None:  # type: ignore[no-untyped-def]
     fast = FastScorer.from_classifier(classifier, variant=variant)  # type: ignore[arg-type]
     files = [("uv", _jpeg(1)), ("visible", _jpeg(2)), ("uv", _jpeg(3))]
@@ -66,3 +67,17 @@ def test_benchmark_reports_naive_and_fast_on_the_same_images() -> None:
     assert 0.0 <= result.label_agreement <= 1.0
     assert any(line.startswith("model speedup:") for line in lines)
     assert "naive fp32" in result.table()
+
+
+def test_mixed_precision_keeps_the_residual_stream_norms_and_head_in_fp32(classifier) -> None:  # type: ignore[no-untyped-def]
+    x = np.random.default_rng(4).normal(size=(3, 3, 112, 112)).astype(np.float32)
+    expected = classifier.score({"visible": x})["visible"]
+    fast = FastScorer.from_classifier(classifier, variant="bf16mix", modes=["visible"])
+    model = fast.models["visible"]
+    assert model.classifier.weight.dtype == torch.float32
+    assert model.dinov2.layernorm.weight.dtype == torch.float32
+    assert model.dinov2.encoder.layer[0].norm1.weight.dtype == torch.float32
+    assert model.dinov2.encoder.layer[0].mlp.fc1.weight.dtype == torch.bfloat16
+    assert np.abs(fast.score({"visible": x})["visible"] - expected).max() < 0.05
+    with pytest.raises(ValueError, match="unknown variant"):
+        FastScorer.from_classifier(classifier, variant="fp8")  # type: ignore[arg-type]

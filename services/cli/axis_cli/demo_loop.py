@@ -178,6 +178,8 @@ def export_datasets(run: DemoRun) -> None:
         f"QC removed: {_stage_summary(test.get('removed_by_stage')) or 'nothing'}"
     )
     run.state["before_export"] = {m: _latest_version(run, m) for m in MODES}
+    trainer_log = run.opts.data_dir / "logs" / "trainer.log"
+    run.state["trainer_log_offset"] = trainer_log.stat().st_size if trainer_log.exists() else 0
     train = run.admin.export(
         f"facility-b-{run.tag}", purpose="train", plates=run.state["plates"]["loop"], config=train_config(run)
     )
@@ -191,7 +193,9 @@ def export_datasets(run: DemoRun) -> None:
 
 def train_config(run: DemoRun) -> dict[str, Any]:
     """Dataset config overrides of the demo's training export (seeded split)."""
-    return {"split": {"seed": run.opts.seed}, "similarity": {"max_distance": run.opts.similarity_distance}}
+    val_ratio = max(0.2, 1.0 / max(1, run.opts.plates))  # a validation plate even with two loop plates
+    split = {"seed": run.opts.seed, "train_ratio": 1.0 - val_ratio, "val_ratio": val_ratio}
+    return {"split": split, "similarity": {"max_distance": run.opts.similarity_distance}}
 
 
 def _latest_version(run: DemoRun, mode: str) -> int:
@@ -346,8 +350,15 @@ def wait_challenger(run: DemoRun) -> None:
     before = run.state["before_export"]
     found: dict[str, str] = {}
     last = [0.0]
+    log_path = run.opts.data_dir / "logs" / "trainer.log"
+    offset = run.state.get("trainer_log_offset", 0)
 
     def registered() -> bool:
+        with open(log_path, errors="replace") as fh:
+            fh.seek(offset)
+            stopped = [line.strip() for line in fh if "training stopped:" in line or "training on " in line]
+        if stopped:
+            raise RuntimeError(f"the trainer refused the dataset: {stopped[-1][:500]} (see {log_path})")
         for mode in MODES:
             if mode in found:
                 continue

@@ -232,6 +232,7 @@ async def _serve(settings: DiscrepancySettings, stop: asyncio.Event, hard_exit_s
         with suppress(BaseException):
             await flush
         await running.stop()
+    log.info("stopped")
     return 1 if problem is not None else 0
 
 

@@ -29,7 +29,7 @@ from axis_inference.settings import CONSUMER_GROUP, InferenceSettings
 
 log = logging.getLogger(__name__)
 
-STARTUP_ATTEMPTS = 12  # tries to reach PostgreSQL and the broker at start (capped exponential back-off)
+STARTUP_ATTEMPTS = 20  # tries to reach PostgreSQL and the broker at start (capped exponential back-off)
 
 
 async def _raw_body(message: Any) -> Any:
