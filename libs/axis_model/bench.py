@@ -324,7 +324,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--base", default="base", help="'base', 'tiny', or a local DINOv2 directory")
     parser.add_argument("--train", type=int, default=48, help="training images for the confident weights")
     parser.add_argument("--lora-steps", type=int, default=None)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}"
+    )
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v in VARIANTS]
     run_model_benchmark(

@@ -1,11 +1,14 @@
-"""Fast CPU inference: one merged (LoRA folded in) model per mode, optionally bf16 or dynamic int8.
+"""Fast CPU inference: one merged (LoRA folded in) model per mode, in one of several precision variants.
 
-Measured on the 2-core Zen4 CPU (see axis_model.bench): merging removes the LoRA side branches; bf16
-weights are the fastest faithful variant (the default); dynamic int8 of the encoder's linear layers is
-faster but moved probabilities by up to 0.4 on the benchmark weights, so it is opt-in. The head stays fp32
-under int8.
-SDPA attention is already transformers 5's default for DINOv2. Batching barely changes throughput on
-2 cores, so batches are processed in chunks of ``batch_size``.
+- fp32: merged only. bf16: every weight and activation bf16 (residual stream included).
+- bf16mix: bf16 matmuls (q/k/v emit bf16 so SDPA runs in bf16) but an fp32 residual stream, fp32 layer
+  norms, patch embedding and head; more faithful than bf16 at about the same speed.
+- int8mix: as bf16mix, with the MLP (fc1/fc2, ~2/3 of the linear FLOPs) dynamic int8.
+- int8: every encoder linear dynamic int8 (per-channel weights); the rest fp32.
+
+Measured on the 2-core Zen4 CPU (see axis_model.bench): at 518 px attention (SDPA, ~1/3 of the time) costs
+the same in bf16 as in fp32, so only int8 linears get far past 2x there. SDPA is transformers 5's default
+for DINOv2. Batching barely changes throughput on 2 cores, so batches run in chunks of ``batch_size``.
 """
 
 from __future__ import annotations

@@ -79,7 +79,10 @@ DOMAIN_A = Domain(
 
 DOMAIN_B = Domain(
     name="B",
-    description="facility B: warm grey light with a strong gradient, soft focus, noisy, small low-contrast crystals",
+    description=(
+        "facility B: warm grey light with a strong gradient, soft focus, noisy, smaller crystals; "
+        "dim UV (weaker crystal glow, darker field), so a domain-A model misses crystals there"
+    ),
     barcode_prefix="FACB",
     imager_id="imager-b1",
     well_shape="square",
@@ -88,21 +91,21 @@ DOMAIN_B = Domain(
     illumination=(0.80, 0.74, 0.66),
     gradient=0.30,
     vignette=0.25,
-    blur_sigma=0.9,
-    noise=5.0,
+    blur_sigma=0.7,
+    noise=4.0,
     drop_radius=(0.22, 0.30),
     drop_rim=0.30,
     drop_tone=0.08,
-    crystal_size=(0.045, 0.08),
-    edge_contrast=0.5,
-    facet_contrast=0.2,
+    crystal_size=(0.06, 0.11),
+    edge_contrast=0.7,
+    facet_contrast=0.35,
     dust=2.0,
-    uv_background=0.13,
-    uv_drop_glow=0.14,
-    uv_crystal=0.34,
-    uv_precipitate=0.14,
-    uv_blur_sigma=1.4,
-    uv_noise=4.0,
+    uv_background=0.09,
+    uv_drop_glow=0.07,
+    uv_crystal=0.30,
+    uv_precipitate=0.04,
+    uv_blur_sigma=1.6,
+    uv_noise=3.0,
     uv_border=0.03,
 )
 

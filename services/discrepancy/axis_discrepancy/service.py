@@ -2,6 +2,9 @@
 
 A batch is: decode (pure) → one PostgreSQL transaction (claim event ids, resolve inspections, lock them, fold the
 events into their state, write) → dead letters → commit → publish the queue items' DiscrepancyFound (outbox).
+A transient failure (PostgreSQL or the broker restarting) is retried in place with capped exponential back-off,
+each attempt bounded in time; if it outlasts the policy the batch is NACKed and redelivered. It is never
+dead-lettered, and the idempotent writes make a retried or redelivered batch change nothing twice.
 """
 
 from __future__ import annotations
