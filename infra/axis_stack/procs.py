@@ -121,7 +121,7 @@ def stop_group(rec: ProcRecord, *, timeout: float = 10.0) -> None:
                 pass
         deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5.0)
         while time.monotonic() < deadline:
-            _reap()
+            _reap(rec.pid)
             members = group_members(rec)
             if not members:
                 _await_reaped(rec.pid)
@@ -135,17 +135,18 @@ def _await_reaped(pid: int, timeout: float = 5.0) -> None:
     """Give init a moment to reap an exited server (a zombie still shows up to `kill -0` pid checks)."""
     deadline = time.monotonic() + timeout
     while Path(f"/proc/{pid}").exists() and start_time_of(pid) is None and time.monotonic() < deadline:
-        _reap()
+        _reap(pid)
         time.sleep(0.1)
 
 
-def _reap() -> None:
-    """Collect exited children of this process so they do not linger as zombies."""
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is an exited child of ours, so it does not linger as a zombie.
+
+    Only that pid: waiting on any child (-1) would also reap other children of the caller (e.g. services a
+    chaos run started with Popen), whose exit status would then be lost.
+    """
     try:
-        while True:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                return
+        os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         return
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -30,8 +30,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_event(raw: bytes | str, model: type[E]) -> E:
-    """Validate raw JSON bytes as ``model``; raise InvalidEvent naming the field and the problem."""
+def decode_json(raw: bytes | str) -> Any:
+    """Decode a raw message as JSON; raise InvalidEvent saying why it is not JSON."""
     if isinstance(raw, bytes):
         if len(raw) == 0:
             raise InvalidEvent("empty message")
@@ -42,11 +42,15 @@ def parse_event(raw: bytes | str, model: type[E]) -> E:
     else:
         text = raw
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"message is not valid JSON: {exc.msg} at position {exc.pos}") from None
     except RecursionError:
         raise InvalidEvent("message nests JSON arrays/objects too deeply to be an event") from None
+
+
+def validate_event(data: Any, model: type[E]) -> E:
+    """Validate decoded JSON as ``model``; raise InvalidEvent naming the field and the problem."""
     if not isinstance(data, dict):
         raise InvalidEvent(f"message must be a JSON object, got {type(data).__name__}")
     etype = data.get("event_type")
@@ -56,6 +60,13 @@ def parse_event(raw: bytes | str, model: type[E]) -> E:
         return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent(describe_validation_error(exc)) from None
+    except RecursionError:
+        raise InvalidEvent("message nests too deeply to be an event") from None
+
+
+def parse_event(raw: bytes | str, model: type[E]) -> E:
+    """Validate raw JSON bytes as ``model``; raise InvalidEvent naming the field and the problem."""
+    return validate_event(decode_json(raw), model)
 
 
 def model_for_topic(topic: str) -> type[Event]:

@@ -86,7 +86,6 @@ def test_naive_or_garbage_user_score_times_are_rejected_naming_the_field(when: s
     assert out.error is not None and "scored_at" in str(out.error)
 
 
-@pytest.mark.xfail(strict=True, reason="discrepancy decode lets json's RecursionError escape its error capture")
 def test_discrepancy_decode_rejects_deeply_nested_json() -> None:
     count("discrepancy: deep nesting")
     out = _decode(topics.USER_SCORED, b"[" * 5000)

@@ -10,7 +10,6 @@ dead-lettered, and the idempotent writes make a retried or redelivered batch cha
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,14 +21,8 @@ from uuid import UUID
 from axis_adapters import discrepancy_repo as repo
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
 from axis_adapters.retry import RetriesExhausted, RetryPolicy, retry_async
-from axis_contracts import (
-    CrystalScored,
-    Event,
-    InvalidEvent,
-    ScoreScheme,
-    UserScored,
-    describe_validation_error,
-)
+from axis_contracts import CrystalScored, Event, ScoreScheme, UserScored
+from axis_contracts.parsing import decode_json, validate_event
 from axis_core.discrepancy import (
     HumanScore,
     InspectionState,
@@ -41,7 +34,6 @@ from axis_core.discrepancy import (
     group_by_inspection,
 )
 from psycopg_pool import AsyncConnectionPool
-from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -68,42 +60,18 @@ def _event_id_of(data: Any) -> UUID | None:
         return None
 
 
-def _json_of(raw: bytes) -> Any:
-    if not raw:
-        raise InvalidEvent("empty message")
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError as exc:
-        raise InvalidEvent(f"message is not UTF-8 JSON: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"message is not valid JSON: {exc.msg} at position {exc.pos}") from None
-
-
-def _validate(data: Any, model: type[E]) -> E:
-    """Like axis_contracts.parse_event, on JSON already decoded (one decode per record)."""
-    if not isinstance(data, dict):
-        raise InvalidEvent(f"message must be a JSON object, got {type(data).__name__}")
-    etype = data.get("event_type")
-    if etype is not None and etype != model.__name__:
-        raise InvalidEvent(f"event_type: expected {model.__name__!r}, got {str(etype)[:80]!r}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidEvent(describe_validation_error(exc)) from None
-
-
 def decode(record: RawRecord, *, crystal_topic: str, user_topic: str, scheme: ScoreScheme) -> Decoded:
     """Validate a record as the event its topic carries; the error names the field and the problem."""
     out = Decoded(record=record)
     try:
-        data = _json_of(record.value)
+        data = decode_json(record.value)
         out.event_id = _event_id_of(data)
         if record.topic == crystal_topic:
             if isinstance(data, dict):
                 check_probabilities(data)
-            out.ml = _validate(data, CrystalScored)
+            out.ml = validate_event(data, CrystalScored)
         elif record.topic == user_topic:
-            user = _validate(data, UserScored)
+            user = validate_event(data, UserScored)
             scheme.normalise(user.score)  # UnknownScoreClass names the allowed classes
             out.user = user
         else:
