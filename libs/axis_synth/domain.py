@@ -80,7 +80,7 @@ DOMAIN_A = Domain(
 DOMAIN_B = Domain(
     name="B",
     description=(
-        "facility B: warm grey light with a strong gradient, soft focus, noisy, smaller crystals; "
+        "facility B: square wells, warm grey light with a strong gradient and vignetting, noisier; "
         "dim UV (weaker crystal glow, darker field), so a domain-A model misses crystals there"
     ),
     barcode_prefix="FACB",
@@ -91,14 +91,14 @@ DOMAIN_B = Domain(
     illumination=(0.80, 0.74, 0.66),
     gradient=0.30,
     vignette=0.25,
-    blur_sigma=0.7,
-    noise=4.0,
+    blur_sigma=0.5,
+    noise=3.0,
     drop_radius=(0.22, 0.30),
     drop_rim=0.30,
     drop_tone=0.08,
-    crystal_size=(0.06, 0.11),
-    edge_contrast=0.7,
-    facet_contrast=0.35,
+    crystal_size=(0.08, 0.15),
+    edge_contrast=0.9,
+    facet_contrast=0.45,
     dust=2.0,
     uv_background=0.09,
     uv_drop_glow=0.07,

@@ -69,9 +69,13 @@ def curation_site(stack: StackInfo) -> Iterator[CurationSite]:
         yield CurationSite(srv.url, barcode, demo.probabilities, demo.queued_wells, username, password)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_page() -> Iterator[object]:
-    """A headless Debian Chromium page (never a downloaded playwright browser)."""
+    """A headless Debian Chromium page (never a downloaded playwright browser).
+
+    Module-scoped on purpose: playwright's sync API keeps an event loop running in this thread while it is
+    open, which would break every asyncio test that runs after the browser tests in the same session.
+    """
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: run `make browser-deps`")
     from playwright.sync_api import sync_playwright

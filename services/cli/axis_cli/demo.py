@@ -31,9 +31,9 @@ class DemoOptions:
     wells: int = 96
     inspections: int = 3
     foundation_steps: int = 400
-    steps: int = 600
+    steps: int = 900
     epochs: int = 30
-    target_recall: float = 0.95
+    target_recall: float = 0.8
     similarity_distance: int = 2
     lims_error_rate: float = 0.05
     uncertain_share: float = 0.1
