@@ -88,7 +88,7 @@ def build_service_scorer(
     *,
     base_path: str | None = None,
     max_pixels: int | None = None,
-    variant: Variant = "int8",
+    variant: Variant = "bf16mix",
     batch_size: int = 8,
 ) -> ServiceScorer:
     """Load the bundles and build the fast path (slow: call it off the event loop)."""
