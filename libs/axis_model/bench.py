@@ -212,7 +212,7 @@ def run_model_benchmark(
     n_images: int,
     base: str,
     *,
-    n_train: int = 48,
+    n_train: int = 24,
     lora_steps: int | None = None,
     variants: Sequence[Variant] = VARIANTS,
     seed: int = 0,
@@ -232,7 +232,8 @@ def run_model_benchmark(
         f"threads={torch.get_num_threads()}"
     )
     train_px = preprocess_batch(train_imgs, clf.preprocess)
-    steps = lora_steps if lora_steps is not None else (60 if base == "tiny" else 3)
+    # base: 8 LoRA steps on 24 images gave 100 % confident predictions at 518 px (3 steps did not)
+    steps = lora_steps if lora_steps is not None else (60 if base == "tiny" else 8)
     if steps:
         # LoRA steps at <= 224 px (DINOv2 interpolates its position embeddings); the head is refit at `size` below.
         small = (
@@ -287,8 +288,16 @@ def run_model_benchmark(
                 cpu_ms_per_image=1000 * cpu / n_images,
             )
         )
-    faithful = [r for r in results if r.faithful] or results
-    best = min(faithful, key=lambda r: r.ms_per_image)
+    faithful = [r for r in results if r.faithful]
+    if faithful:
+        best = min(faithful, key=lambda r: r.ms_per_image)
+    else:
+        # never report an unfaithful variant's speed as the result: take the most faithful one and say so
+        best = min(results, key=lambda r: r.max_abs_dp)
+        progress(
+            f"[bench] WARNING: no variant met the fidelity bar (agreement >= 99 %, max |dp| <= 0.02); "
+            f"reporting the most faithful one ({best.variant}). Train more confident weights (--lora-steps, --train)."
+        )
     result = BenchResult(
         size=size,
         n_images=n_images,
@@ -322,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--n", type=int, default=64, help="benchmark images")
     parser.add_argument("--base", default="base", help="'base', 'tiny', or a local DINOv2 directory")
-    parser.add_argument("--train", type=int, default=48, help="training images for the confident weights")
+    parser.add_argument("--train", type=int, default=24, help="training images for the confident weights")
     parser.add_argument("--lora-steps", type=int, default=None)
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}"
