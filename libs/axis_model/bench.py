@@ -218,6 +218,7 @@ def run_model_benchmark(
     seed: int = 0,
     image_size: tuple[int, int] = REAL_SIZE,
     progress: Callable[[str], None] = print,
+    draft_factor: float | None = None,
 ) -> BenchResult:
     """Train confident weights, then time naive vs each fast variant on the same images; pick the fastest faithful."""
     t0 = time.perf_counter()
@@ -225,7 +226,10 @@ def run_model_benchmark(
     train_imgs, train_labels = synthetic_set(n_train, seed, image_size)
     bench_imgs, bench_labels = synthetic_set(n_images, seed + 1, image_size)
     spec = BaseSpec.named(base)
-    clf = build_classifier(spec, LoraSpec(), modes=[MODE], preprocess=PreprocessConfig(size=size))
+    pre = PreprocessConfig(size=size)
+    if draft_factor is not None:
+        pre = PreprocessConfig(size=size, draft_factor=draft_factor)
+    clf = build_classifier(spec, LoraSpec(), modes=[MODE], preprocess=pre)
     trainable, total = clf.parameter_counts(MODE)
     progress(
         f"[bench] base={base} size={size}px: {trainable:,} trainable of {total:,} params; "
@@ -333,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--base", default="base", help="'base', 'tiny', or a local DINOv2 directory")
     parser.add_argument("--train", type=int, default=24, help="training images for the confident weights")
     parser.add_argument("--lora-steps", type=int, default=None)
+    parser.add_argument("--draft-factor", type=float, default=None, help="JPEG draft decode factor (0 = full decode)")
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}"
     )
@@ -343,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.n,
         args.base,
         n_train=args.train,
+        draft_factor=args.draft_factor,
         lora_steps=args.lora_steps,
         variants=variants,  # type: ignore[arg-type]
     )
