@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from fuzz_inputs import FUZZ, count, hostile_values, json_values, mutate, odd_text, raw_messages
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 if TYPE_CHECKING:
@@ -97,7 +97,14 @@ def test_every_curation_route_survives_hostile_input(api: tuple[TestClient, list
         else:
             kwargs["content"] = json.dumps(data.draw(json_values | hostile_values), default=str).encode()
         kwargs["headers"] = {"content-type": "application/json"}
-    resp = client.request(method, url, **kwargs)
+    try:
+        resp = client.request(method, url, **kwargs)
+    except Exception as exc:
+        # the HTTP client itself refuses some URLs (e.g. a query over its length limit): such a request can
+        # never reach the server, so there is nothing to check
+        if type(exc).__name__ == "InvalidURL":
+            reject()
+        raise
     says_why(resp, f"{method} {url[:80]}")
 
 
