@@ -11,13 +11,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from axis_adapters.kafka import make_broker, publish_event
 from axis_contracts import CrystalScored, ModeScore, UserScored, topics
 from axis_core.discrepancy import ml_label
 from axis_discrepancy.app import serve
 from axis_discrepancy.settings import DiscrepancyOptions, DiscrepancySettings, LimsOptions
+from kafka_probe import read_topic
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.integration
@@ -89,19 +89,7 @@ async def until(check: Callable[[], bool], limit_s: float, what: str) -> None:
 
 
 async def dead_letters(bootstrap: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(topics.DEAD_LETTER, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    out: list[bytes] = []
-    try:
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < 2.0:
-            batch = await consumer.getmany(timeout_ms=300)
-            if any(batch.values()):
-                quiet_since = time.monotonic()
-            out += [r.value for recs in batch.values() for r in recs if r.value and PREFIX.encode() in r.value]
-    finally:
-        await consumer.stop()
-    return out
+    return await read_topic(bootstrap, topics.DEAD_LETTER, lambda raw: PREFIX.encode() in raw)
 
 
 async def test_a_postgres_restart_is_waited_out_and_consuming_resumes(stack: Any) -> None:

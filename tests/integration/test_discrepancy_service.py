@@ -2,237 +2,54 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from axis_adapters.db import async_pool
-from axis_adapters.kafka import make_broker, publish_event
+from axis_adapters.kafka import make_broker
 from axis_contracts import (
     DEFAULT_SCHEME,
-    CrystalScored,
     DeadLetter,
-    DiscrepancyFound,
     ImagingMode,
-    ModeScore,
     UserScored,
     topics,
 )
-from axis_core.discrepancy import discrepancy_kind, ml_label
+from axis_core.discrepancy import ml_label
 from axis_discrepancy.app import RunningService
 from axis_discrepancy.lims_gateway import GatewayDeps, PgGatewayStore, create_app
-from axis_discrepancy.settings import DiscrepancyOptions, DiscrepancySettings, LimsOptions
-from pydantic import SecretStr
+from axis_discrepancy.settings import DiscrepancySettings
+
+# fixtures (settings, service, producer, send) and the 200 cases live in the harness
+from discrepancy_harness import (  # noqa: F401
+    CASES,
+    KEY,
+    PREFIX,
+    RUN,
+    T0,
+    Case,
+    N,
+    found_events,
+    is_ours,
+    producer,
+    query,
+    read_topic,
+    send,
+    send_raw,
+    service,
+    settings,
+    snapshot,
+    wait_consumed,
+)
+from kafka_probe import wait_until
 
 pytestmark = pytest.mark.integration
-
-RUN = uuid.uuid4().hex[:8]
-PREFIX = f"dit-{RUN}"
-N = 200
-KEY = f"lims-key-{RUN}"
-T0 = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
-CLASSES = list(DEFAULT_SCHEME.classes)
-
-
-class Case:
-    """One inspection with its truth, its ML score and the user's score (the truth)."""
-
-    def __init__(self, i: int, rng: random.Random) -> None:
-        self.iid = f"{PREFIX}-{i:03d}"
-        self.plate = f"{PREFIX}-P{i // 96}"
-        self.well = f"{'ABCDEFGH'[(i % 96) // 12]}{i % 12 + 1}"
-        self.truth = CLASSES[i % len(CLASSES)]
-        self.threshold = 0.3 if i % 5 == 0 else 0.5
-        self.p = 0.0 if i % 17 == 0 else round(rng.random(), 3)
-        self.image_event = uuid.uuid4()
-        self.ml = CrystalScored(
-            producer="it",
-            plate_barcode=self.plate,
-            well=self.well,
-            inspection_id=self.iid,
-            imaged_at=T0 + timedelta(minutes=i),
-            scores={
-                "visible": ModeScore(
-                    probability=self.p,
-                    threshold=self.threshold,
-                    model_name="axis-visible",
-                    model_version="1",
-                    image_uri=f"s3://axis-images/{self.iid}.png",
-                    image_event_id=self.image_event,
-                )
-            },  # fmt: skip
-            fused_probability=self.p,
-            label=ml_label(self.p, self.threshold),
-            threshold=self.threshold,
-            model_name="axis-visible",
-            model_version="1",
-            scored_at=T0 + timedelta(hours=1),
-        )
-        self.user = UserScored(
-            producer="it",
-            inspection_id=self.iid,
-            user_id=f"u{i % 3}",
-            score=self.truth,
-            scored_at=T0 + timedelta(hours=2),
-        )
-        self.kind = discrepancy_kind(ml_label(self.p, self.threshold), DEFAULT_SCHEME.to_label(self.truth))
-
-
-CASES = [Case(i, random.Random(1000 + i)) for i in range(N)]
-
-
-@pytest.fixture(scope="module")
-def settings(stack: Any) -> DiscrepancySettings:
-    opts = DiscrepancyOptions(
-        group_id=f"axis-discrepancy-it-{RUN}",
-        crystal_scored_topic=f"it-{RUN}.crystal-scored",
-        user_scored_topic=f"it-{RUN}.user-scored",
-        max_records=300,
-        batch_timeout_ms=50,
-        retry_delay_s=0.2,
-    )
-    return DiscrepancySettings(  # type: ignore[call-arg]
-        _env_file=str(stack.env_file), discrepancy=opts, lims=LimsOptions(api_key=SecretStr(KEY))
-    )
-
-
-@pytest.fixture(scope="module")
-async def service(settings: DiscrepancySettings) -> AsyncIterator[RunningService]:
-    opts = settings.discrepancy
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, 3, 1) for t in (opts.crystal_scored_topic, opts.user_scored_topic)])
-    finally:
-        await admin.close()
-    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no, "
-            "imaging_mode, image_uri, imager_id, imaged_at) VALUES (%s, %s, %s, '96', %s, 1, 'visible', %s, 'it', %s)",
-            [(c.image_event, c.iid, c.plate, c.well, f"s3://axis-images/{c.iid}.png", c.ml.imaged_at) for c in CASES],
-        )
-    running = await RunningService.start(settings)
-    yield running
-    await running.stop()
-
-
-@pytest.fixture(scope="module")
-async def producer(settings: DiscrepancySettings) -> AsyncIterator[Any]:
-    broker = make_broker(settings.kafka)
-    await broker.start()
-    yield broker
-    await broker.stop()
-
-
-@pytest.fixture(scope="module")
-def send(producer: Any, settings: DiscrepancySettings) -> Callable[[list[CrystalScored | UserScored]], Awaitable[None]]:
-    opts = settings.discrepancy
-
-    async def _send(events: list[CrystalScored | UserScored]) -> None:
-        for ev in events:
-            topic = opts.crystal_scored_topic if isinstance(ev, CrystalScored) else opts.user_scored_topic
-            await publish_event(producer, ev, topic=topic)
-
-    return _send
-
-
-async def send_raw(producer: Any, topic: str, payload: dict[str, Any]) -> None:
-    await producer.publish(json.dumps(payload).encode(), topic=topic, headers={"content-type": "application/json"})
-
-
-def query(settings: DiscrepancySettings, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
-
-
-async def wait_until(check: Callable[[], bool], what: str, limit_s: float = 60) -> None:
-    deadline = time.monotonic() + limit_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
-async def wait_consumed(settings: DiscrepancySettings, limit_s: float = 60) -> None:
-    """Until the service's group has committed every offset of its two topics (all sent events handled)."""
-    opts = settings.discrepancy
-    # a consumer in the service's group that never subscribes: it only reads the group's committed offsets
-    probe = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, group_id=opts.group_id, enable_auto_commit=False
-    )
-    await probe.start()
-    try:
-        deadline = time.monotonic() + limit_s
-        parts = [TopicPartition(t, p) for t in (opts.crystal_scored_topic, opts.user_scored_topic) for p in range(3)]
-        while True:
-            ends = await probe.end_offsets(parts)
-            committed = {tp: (await probe.committed(tp)) or 0 for tp in parts}
-            if all(committed[tp] >= end for tp, end in ends.items()):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"group {opts.group_id} did not catch up: {committed} vs {ends}")
-            await asyncio.sleep(0.3)
-    finally:
-        await probe.stop()
-
-
-async def read_topic(settings: DiscrepancySettings, topic: str, keep: Callable[[bytes], bool]) -> list[bytes]:
-    """Every record of a topic (from the start) that ``keep`` accepts; reads until 2 s pass with nothing new."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="earliest")
-    await consumer.start()
-    out: list[bytes] = []
-    try:
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < 2.0:
-            batch = await consumer.getmany(timeout_ms=300)
-            if any(batch.values()):
-                quiet_since = time.monotonic()
-            out.extend(r.value for recs in batch.values() for r in recs if r.value is not None and keep(r.value))
-    finally:
-        await consumer.stop()
-    return out
-
-
-def found_events(raw: list[bytes]) -> list[DiscrepancyFound]:
-    return [DiscrepancyFound.model_validate_json(v) for v in raw]
-
-
-def snapshot(settings: DiscrepancySettings) -> dict[str, list[tuple[Any, ...]]]:
-    like = PREFIX + "-%"
-    return {
-        "comparisons": query(
-            settings,
-            "SELECT inspection_id, agrees, kind, revision, user_event_id, ml_event_id "
-            "FROM comparisons WHERE inspection_id LIKE %s ORDER BY 1",
-            like,
-        ),  # fmt: skip
-        "history": query(
-            settings,
-            "SELECT inspection_id, revision, agrees FROM comparison_history WHERE inspection_id LIKE %s ORDER BY 1, 2",
-            like,
-        ),  # fmt: skip
-        "items": query(
-            settings,
-            "SELECT id, inspection_id, kind, status FROM discrepancies WHERE inspection_id LIKE %s ORDER BY 1",
-            like,
-        ),  # fmt: skip
-        "user_scores": query(settings, "SELECT event_id FROM user_scores WHERE inspection_id LIKE %s ORDER BY 1", like),
-        "ml": query(settings, "SELECT event_id FROM ml_score_history WHERE inspection_id LIKE %s ORDER BY 1", like),
-    }
-
-
-def is_ours(raw: bytes) -> bool:
-    return PREFIX.encode() in raw
 
 
 async def test_shuffled_scores_give_exactly_the_expected_comparisons(
