@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -149,13 +149,7 @@ class CrystalClassifier:
 
     def score_items(self, items: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
         """Score (mode, 3 x H x W) items in any order; grouped by mode internally, results in input order."""
-        out = np.empty(len(items), dtype=np.float64)
-        by_mode: dict[str, list[int]] = {}
-        for i, (mode, _) in enumerate(items):
-            by_mode.setdefault(mode, []).append(i)
-        for mode, idx in by_mode.items():
-            out[idx] = self.predict_proba(np.stack([items[i][1] for i in idx]), mode)
-        return out
+        return score_grouped(self.predict_proba, items)
 
     def label(self, probability: float, mode: str) -> str:
         """'crystal' if P(crystal) >= the mode's decision threshold, else 'other'."""
@@ -206,3 +200,16 @@ def build_classifier(
         preprocess=preprocess or PreprocessConfig(size=image_size),
         base_sha256=sha,
     )
+
+
+def score_grouped(
+    predict_proba: Callable[[np.ndarray, str], np.ndarray], items: Sequence[tuple[str, np.ndarray]]
+) -> np.ndarray:
+    """Score (mode, 3 x H x W) items with one batched call per mode; results in input order."""
+    out = np.empty(len(items), dtype=np.float64)
+    by_mode: dict[str, list[int]] = {}
+    for i, (mode, _) in enumerate(items):
+        by_mode.setdefault(mode, []).append(i)
+    for mode, idx in by_mode.items():
+        out[idx] = predict_proba(np.stack([items[i][1] for i in idx]), mode)
+    return out

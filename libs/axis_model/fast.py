@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from peft import PeftModel
 
-from axis_model.classifier import CrystalClassifier
+from axis_model.classifier import CrystalClassifier, score_grouped
 from axis_model.preprocess import PreprocessConfig, preprocess_bytes
 from axis_model.spec import CRYSTAL_INDEX, LABELS
 
@@ -177,13 +177,7 @@ class FastScorer:
 
     def score_items(self, items: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
         """Score (mode, 3 x H x W) items in any order; results in input order."""
-        out = np.empty(len(items), dtype=np.float64)
-        by_mode: dict[str, list[int]] = {}
-        for i, (mode, _) in enumerate(items):
-            by_mode.setdefault(mode, []).append(i)
-        for mode, idx in by_mode.items():
-            out[idx] = self.predict_proba(np.stack([items[i][1] for i in idx]), mode)
-        return out
+        return score_grouped(self.predict_proba, items)
 
     def score_files(self, items: Sequence[tuple[str, bytes]]) -> np.ndarray:
         """Decode + score (mode, image bytes) items; raises ImageRejected for a bad image (decode first)."""

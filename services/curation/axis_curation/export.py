@@ -90,50 +90,34 @@ def next_version(existing: Sequence[str]) -> str:
     return str(max(numbers, default=0) + 1)
 
 
+def _candidate(r: Mapping[str, Any], label_source: str, **extra: Any) -> Candidate:
+    """One builder candidate from a repo row (fields shared by agreements and curated items)."""
+    return Candidate(
+        image_uri=r["image_uri"],
+        imaging_mode=r["imaging_mode"],
+        plate_barcode=r["plate_barcode"],
+        well=r["well"],
+        drop=r["drop_no"],
+        inspection_id=r["inspection_id"],
+        imaged_at=r["imaged_at"],
+        label_source=label_source,
+        ml_label=r["ml_label"],
+        ml_probability=r["ml_probability"],
+        model_version=r["model_version"],
+        human_label=r["human_label"],
+        human_class=r["human_class"],
+        **extra,
+    )
+
+
 def candidates_from_rows(
     agreements: Sequence[Mapping[str, Any]], curated: Sequence[Mapping[str, Any]]
 ) -> list[Candidate]:
     """Builder candidates (one per image) from the repo's agreement and curated rows."""
-    out: list[Candidate] = []
-    for r in agreements:
-        out.append(
-            Candidate(
-                image_uri=r["image_uri"],
-                imaging_mode=r["imaging_mode"],
-                plate_barcode=r["plate_barcode"],
-                well=r["well"],
-                drop=r["drop_no"],
-                inspection_id=r["inspection_id"],
-                imaged_at=r["imaged_at"],
-                label_source="agreement",
-                ml_label=r["ml_label"],
-                ml_probability=r["ml_probability"],
-                model_version=r["model_version"],
-                human_label=r["human_label"],
-                human_class=r["human_class"],
-                sub_type=r["human_class"],
-            )
-        )
+    out = [_candidate(r, "agreement", sub_type=r["human_class"]) for r in agreements]
     for r in curated:
         labels = tuple(CuratorLabel(curator=c, label=lab, at=at) for c, lab, at in r["votes"])
-        out.append(
-            Candidate(
-                image_uri=r["image_uri"],
-                imaging_mode=r["imaging_mode"],
-                plate_barcode=r["plate_barcode"],
-                well=r["well"],
-                drop=r["drop_no"],
-                inspection_id=r["inspection_id"],
-                imaged_at=r["imaged_at"],
-                label_source="curated",
-                ml_label=r["ml_label"],
-                ml_probability=r["ml_probability"],
-                model_version=r["model_version"],
-                human_label=r["human_label"],
-                human_class=r["human_class"],
-                curator_labels=labels,
-            )
-        )
+        out.append(_candidate(r, "curated", curator_labels=labels))
     return out
 
 
