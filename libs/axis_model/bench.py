@@ -1,9 +1,13 @@
 """Model half of the inference benchmark: naive reference path vs this library's fast path, same weights.
 
 The naive path is the public AXIS reference style: one image at a time through a transformers image
-processor and a plain fp32 forward on the unmerged peft model. The fast path decodes with reduced-size
-JPEG decoding and scores with merged, optimised per-mode models (axis_model.fast). Fidelity is measured
-on weights that make confident predictions: a few LoRA + head steps, then the head fitted on features.
+processor and a plain fp32 forward on the unmerged peft model. The fast path decodes JPEGs to their luma
+channel, batches, and scores with merged, optimised per-mode models (axis_model.fast). Fidelity is
+measured on weights trained end to end (LoRA + head) on synthetic drops until most predictions are
+confident, on benchmark images of which a quarter hold only a faint, small crystal (so that some
+probabilities sit between 0.1 and 0.9, where a numeric error shows). Two untimed-in-the-choice rows
+calibrate it: the fp32 model with +-1 gray level of noise on its input (the noise floor), and the chosen
+variant with reduced-size JPEG decoding (draft_factor 2, opt-in).
 
     python -m axis_model.bench --size 224 --n 64 --base base
 """
@@ -22,16 +26,29 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from axis_model.classifier import CrystalClassifier, build_classifier
 from axis_model.fast import VARIANTS, FastScorer, Variant
-from axis_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig, preprocess_batch
+from axis_model.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PreprocessConfig,
+    decode_gray,
+    normalise,
+    preprocess_batch,
+    resize_gray,
+)
 from axis_model.spec import CRYSTAL_INDEX, BaseSpec, LoraSpec
-from axis_model.training import fit_head, head_features, train_mode
+from axis_model.training import train_mode
 
 REAL_SIZE = (2295, 1920)
 MODE = "visible"
 
 
-def render_drop(rng: np.random.Generator, crystal: bool, size: tuple[int, int] = REAL_SIZE) -> bytes:
-    """A simple visible-light drop as an RGB JPEG: bright straight-edged crystals if ``crystal``, else dark blobs."""
+def render_drop(
+    rng: np.random.Generator, crystal: bool, size: tuple[int, int] = REAL_SIZE, *, faint: bool = False
+) -> bytes:
+    """A simple visible-light drop as an RGB JPEG: bright straight-edged crystals if ``crystal``, else dark blobs.
+
+    ``faint``: one small, low-contrast crystal instead of several bright ones (a hard case).
+    """
     w, h = size[0] // 4, size[1] // 4
     img = Image.new("L", (w, h), int(rng.integers(165, 195)))
     draw = ImageDraw.Draw(img)
@@ -39,9 +56,10 @@ def render_drop(rng: np.random.Generator, crystal: bool, size: tuple[int, int] =
     rx, ry = w * rng.uniform(0.33, 0.4), h * rng.uniform(0.35, 0.42)
     draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=int(rng.integers(195, 215)), outline=90, width=6)
     if crystal:
-        for _ in range(int(rng.integers(2, 6))):
+        for _ in range(1 if faint else int(rng.integers(2, 6))):
             px, py = cx + rng.uniform(-0.55, 0.55) * rx, cy + rng.uniform(-0.55, 0.55) * ry
-            radius, sides, angle = rng.uniform(25, 70), int(rng.integers(3, 7)), rng.uniform(0, np.pi)
+            radius = rng.uniform(10, 20) if faint else rng.uniform(25, 70)
+            sides, angle = int(rng.integers(3, 7)), rng.uniform(0, np.pi)
             pts = [
                 (
                     px + radius * np.cos(angle + 2 * np.pi * k / sides),
@@ -49,7 +67,10 @@ def render_drop(rng: np.random.Generator, crystal: bool, size: tuple[int, int] =
                 )
                 for k in range(sides)
             ]
-            draw.polygon(pts, fill=int(rng.integers(235, 256)), outline=15, width=4)
+            if faint:
+                draw.polygon(pts, fill=int(rng.integers(212, 225)), outline=int(rng.integers(150, 175)), width=2)
+            else:
+                draw.polygon(pts, fill=int(rng.integers(235, 256)), outline=15, width=4)
     else:
         blobs = Image.new("L", (w, h), 0)
         bdraw = ImageDraw.Draw(blobs)
@@ -68,11 +89,21 @@ def render_drop(rng: np.random.Generator, crystal: bool, size: tuple[int, int] =
     return buf.getvalue()
 
 
-def synthetic_set(n: int, seed: int, size: tuple[int, int] = REAL_SIZE) -> tuple[list[bytes], np.ndarray]:
-    """n JPEGs (real size by default), alternating crystal (label 0) and other (label 1)."""
+def synthetic_set(
+    n: int, seed: int, size: tuple[int, int] = REAL_SIZE, *, faint_share: float = 0.0
+) -> tuple[list[bytes], np.ndarray]:
+    """n JPEGs (real size by default), alternating crystal (label 0) and other (label 1).
+
+    ``faint_share``: the share of crystal images that hold only one faint, small crystal.
+    """
     rng = np.random.default_rng(seed)
     labels = np.array([i % 2 for i in range(n)], dtype=np.int64)
-    return [render_drop(rng, crystal=bool(lab == 0), size=size) for lab in labels], labels
+    faint = [
+        lab == 0 and (i // 2) % round(1 / faint_share) == 0 if faint_share else False for i, lab in enumerate(labels)
+    ]
+    return [
+        render_drop(rng, crystal=bool(lab == 0), size=size, faint=f) for lab, f in zip(labels, faint, strict=True)
+    ], labels
 
 
 def naive_processor(size: int) -> object:
@@ -94,15 +125,49 @@ def naive_processor(size: int) -> object:
 
 
 @torch.inference_mode()
-def naive_scores(model: torch.nn.Module, processor: object, images: Sequence[bytes]) -> np.ndarray:
-    """Reference-script style: per image, PIL open -> grayscale as RGB -> processor -> fp32 forward."""
-    out = np.empty(len(images))
+def naive_logits(model: torch.nn.Module, processor: object, images: Sequence[bytes]) -> np.ndarray:
+    """Reference-script style: per image, PIL open -> grayscale as RGB -> processor -> fp32 forward; N x 2 logits."""
+    out = np.empty((len(images), 2), dtype=np.float32)
     for i, data in enumerate(images):
         img = Image.open(io.BytesIO(data)).convert("L").convert("RGB")  # grayscale -> 3 channels (ARCHITECTURE 5)
         inputs = processor(images=img, return_tensors="pt")  # type: ignore[operator]
-        logits = model(pixel_values=inputs["pixel_values"]).logits
-        out[i] = float(torch.softmax(logits, dim=-1)[0, CRYSTAL_INDEX])
+        out[i] = model(pixel_values=inputs["pixel_values"]).logits[0].float().numpy()
     return out
+
+
+def crystal_probability(logits: np.ndarray) -> np.ndarray:
+    """softmax(logits)[:, crystal] in float64."""
+    margin = logits[:, CRYSTAL_INDEX].astype(np.float64) - logits[:, 1 - CRYSTAL_INDEX].astype(np.float64)
+    return 1.0 / (1.0 + np.exp(-margin))
+
+
+def logit_margin(logits: np.ndarray) -> np.ndarray:
+    """logit(crystal) - logit(other): the probability's log-odds, free of the saturation that hides errors."""
+    return logits[:, CRYSTAL_INDEX].astype(np.float64) - logits[:, 1 - CRYSTAL_INDEX].astype(np.float64)
+
+
+@dataclass
+class Fidelity:
+    """How far one path's outputs are from the naive fp32 reference on the same images."""
+
+    label_agreement: float
+    max_abs_dp: float
+    max_abs_dlogit: float
+
+    @classmethod
+    def of(cls, logits: np.ndarray, reference: np.ndarray) -> Fidelity:
+        """Compare N x 2 logits with the reference's."""
+        p, ref = crystal_probability(logits), crystal_probability(reference)
+        return cls(
+            label_agreement=float(np.mean((p >= 0.5) == (ref >= 0.5))),
+            max_abs_dp=float(np.max(np.abs(p - ref))),
+            max_abs_dlogit=float(np.max(np.abs(logit_margin(logits) - logit_margin(reference)))),
+        )
+
+    @property
+    def faithful(self) -> bool:
+        """Label agreement >= 99 % and max |dp| <= 0.02 vs the fp32 naive path."""
+        return self.label_agreement >= 0.99 and self.max_abs_dp <= 0.02
 
 
 @dataclass
@@ -111,15 +176,25 @@ class VariantResult:
 
     variant: str
     ms_per_image: float
-    label_agreement: float
-    max_abs_dp: float
+    fidelity: Fidelity
     build_s: float
     cpu_ms_per_image: float = 0.0
+    note: str = ""
+
+    @property
+    def label_agreement(self) -> float:
+        """Share of images with the same label as the naive path at threshold 0.5."""
+        return self.fidelity.label_agreement
+
+    @property
+    def max_abs_dp(self) -> float:
+        """Largest probability difference from the naive path."""
+        return self.fidelity.max_abs_dp
 
     @property
     def faithful(self) -> bool:
-        """Label agreement >= 99 % and max |dp| <= 0.02 vs the fp32 naive path."""
-        return self.label_agreement >= 0.99 and self.max_abs_dp <= 0.02
+        """Meets the fidelity bar."""
+        return self.fidelity.faithful
 
 
 @dataclass
@@ -137,8 +212,10 @@ class BenchResult:
     max_abs_dp: float
     naive_accuracy: float
     confident_share: float
+    borderline_share: float = 0.0
     naive_cpu_ms_per_image: float = 0.0
     variants: list[VariantResult] = field(default_factory=list)
+    extra: list[VariantResult] = field(default_factory=list)  # calibration rows, not candidates
     classifier: CrystalClassifier | None = field(default=None, repr=False)  # the confident weights measured
     naive_probs: list[float] = field(default_factory=list)
     fast_probs: list[float] = field(default_factory=list)
@@ -158,24 +235,37 @@ class BenchResult:
         """Fast throughput, images per second."""
         return 1000.0 / self.fast_ms_per_image
 
-    def table(self) -> str:
-        """Human-readable table of every path measured."""
-        rows = [
-            f"{'path':<22}{'ms/img':>9}{'img/s':>8}{'cpu ms':>9}{'agree':>8}{'max|dp|':>9}{'speedup':>9}{'cpu sp.':>9}"
-        ]
-        rows.append(
-            f"{'naive fp32 (unmerged)':<22}{self.naive_ms_per_image:>9.1f}{self.naive_img_s:>8.2f}"
-            f"{self.naive_cpu_ms_per_image:>9.1f}"
+    def _row(self, name: str, v: VariantResult) -> str:
+        speed = cpu_speed = ""
+        if v.ms_per_image:
+            speed = f"{self.naive_ms_per_image / v.ms_per_image:.2f}x"
+        if v.cpu_ms_per_image:
+            cpu_speed = f"{self.naive_cpu_ms_per_image / v.cpu_ms_per_image:.2f}x"
+        timing = (
+            f"{v.ms_per_image:>9.1f}{1000 / v.ms_per_image:>8.2f}{v.cpu_ms_per_image:>9.1f}"
+            if v.ms_per_image
+            else " " * 26
         )
-        for v in self.variants:
-            mark = "" if v.faithful else "  (not faithful)"
-            cpu_speedup = self.naive_cpu_ms_per_image / v.cpu_ms_per_image if v.cpu_ms_per_image else 0.0
-            rows.append(
-                f"{'fast ' + v.variant:<22}{v.ms_per_image:>9.1f}{1000 / v.ms_per_image:>8.2f}"
-                f"{v.cpu_ms_per_image:>9.1f}"
-                f"{100 * v.label_agreement:>7.1f}%{v.max_abs_dp:>9.4f}{self.naive_ms_per_image / v.ms_per_image:>8.2f}x"
-                f"{cpu_speedup:>8.2f}x{mark}"
-            )
+        mark = v.note or ("" if v.faithful else "(not faithful)")
+        return (
+            f"{name:<30}{timing}{100 * v.label_agreement:>7.1f}%{v.max_abs_dp:>9.4f}{v.fidelity.max_abs_dlogit:>9.4f}"
+            f"{speed:>9}{cpu_speed:>9}  {mark}"
+        ).rstrip()
+
+    def table(self) -> str:
+        """Human-readable table of every path measured (speedups are naive time / path time)."""
+        rows = [
+            f"{'path':<30}{'ms/img':>9}{'img/s':>8}{'cpu ms':>9}{'agree':>8}{'max|dp|':>9}{'max|dl|':>9}"
+            f"{'speedup':>9}{'cpu sp.':>9}",
+            f"{'naive fp32 (unmerged)':<30}{self.naive_ms_per_image:>9.1f}{self.naive_img_s:>8.2f}"
+            f"{self.naive_cpu_ms_per_image:>9.1f}",
+        ]
+        rows += [self._row("fast " + v.variant, v) for v in self.variants]
+        rows += [self._row(v.variant, v) for v in self.extra]
+        rows.append(
+            f"max|dl|: largest change of the log-odds; {self.borderline_share:.0%} of the naive probabilities lie in "
+            f"0.1-0.9 (where |dp| ~ |dl|/4), naive accuracy {self.naive_accuracy:.1%}"
+        )
         return "\n".join(rows)
 
 
@@ -187,11 +277,11 @@ def measure_interleaved(
 ) -> dict[str, tuple[np.ndarray, float, float]]:
     """Run every path on the same chunks in turn (rotating the order), so machine load hits all alike.
 
-    Returns {path: (probabilities, wall seconds, process CPU seconds)}; one warm-up image per path is untimed.
+    Returns {path: (outputs, wall seconds, process CPU seconds)}; one warm-up image per path is untimed.
     """
     for fn in paths.values():
         fn(images[:1])
-    probs: dict[str, list[np.ndarray]] = {name: [] for name in paths}
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in paths}
     wall = dict.fromkeys(paths, 0.0)
     cpu = dict.fromkeys(paths, 0.0)
     names = list(paths)
@@ -200,11 +290,48 @@ def measure_interleaved(
         order = names[k % len(names) :] + names[: k % len(names)]
         for name in order:
             w0, c0 = time.perf_counter(), time.process_time()
-            probs[name].append(paths[name](batch))
+            outputs[name].append(paths[name](batch))
             wall[name] += time.perf_counter() - w0
             cpu[name] += time.process_time() - c0
         progress(f"[bench] {start + len(batch)}/{len(images)} images through {len(names)} paths")
-    return {name: (np.concatenate(probs[name]), wall[name], cpu[name]) for name in names}
+    return {name: (np.concatenate(outputs[name]), wall[name], cpu[name]) for name in names}
+
+
+def noisy_pixels(images: Sequence[bytes], config: PreprocessConfig, seed: int = 0) -> np.ndarray:
+    """The model inputs with +-1 gray level of uniform noise added at model size (the fidelity noise floor)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(images), 3, config.size, config.size), dtype=np.float32)
+    for i, data in enumerate(images):
+        gray = resize_gray(decode_gray(data, config), config.size).astype(np.int16)
+        gray += rng.integers(-1, 2, size=gray.shape, dtype=np.int16)
+        out[i] = normalise(np.clip(gray, 0, 255).astype(np.uint8), config)
+    return out
+
+
+def train_confident(
+    clf: CrystalClassifier,
+    images: Sequence[bytes],
+    labels: np.ndarray,
+    *,
+    steps: int,
+    bf16: bool,
+    seed: int,
+    progress: Callable[[str], None],
+) -> None:
+    """LoRA + head trained end to end at <= 224 px (DINOv2 interpolates its position embeddings for larger sizes).
+
+    No rescaling of the head for confidence: that makes a model whose probabilities move by 0.1 under
+    +-1 gray level of noise, which no precision could match (measured; see the noise-floor row).
+    """
+    pre = clf.preprocess if clf.preprocess.size <= 224 else clf.preprocess.model_copy(update={"size": 224})
+    pixels = preprocess_batch(images, pre)
+    t0 = time.perf_counter()
+
+    def on_step(step: int, loss: float) -> None:
+        if (step + 1) % 4 == 0 or step + 1 == steps:
+            progress(f"[bench] LoRA+head step {step + 1}/{steps}: loss {loss:.3f} ({time.perf_counter() - t0:.0f}s)")
+
+    train_mode(clf, MODE, pixels, labels, steps=steps, lr=1e-3, batch_size=8, seed=seed, bf16=bf16, on_step=on_step)
 
 
 def run_model_benchmark(
@@ -219,12 +346,13 @@ def run_model_benchmark(
     image_size: tuple[int, int] = REAL_SIZE,
     progress: Callable[[str], None] = print,
     draft_factor: float | None = None,
+    faint_share: float = 0.5,
 ) -> BenchResult:
     """Train confident weights, then time naive vs each fast variant on the same images; pick the fastest faithful."""
     t0 = time.perf_counter()
     progress(f"[bench] rendering {n_train} training + {n_images} benchmark JPEGs at {image_size[0]}x{image_size[1]}")
     train_imgs, train_labels = synthetic_set(n_train, seed, image_size)
-    bench_imgs, bench_labels = synthetic_set(n_images, seed + 1, image_size)
+    bench_imgs, bench_labels = synthetic_set(n_images, seed + 1, image_size, faint_share=faint_share)
     spec = BaseSpec.named(base)
     pre = PreprocessConfig(size=size)
     if draft_factor is not None:
@@ -235,24 +363,10 @@ def run_model_benchmark(
         f"[bench] base={base} size={size}px: {trainable:,} trainable of {total:,} params; "
         f"threads={torch.get_num_threads()}"
     )
-    train_px = preprocess_batch(train_imgs, clf.preprocess)
-    # base: 8 LoRA steps on 24 images gave 100 % confident predictions at 518 px (3 steps did not)
-    steps = lora_steps if lora_steps is not None else (60 if base == "tiny" else 8)
+    # base: 32 steps of 8 images reach confident predictions on the clear drops (8-16 steps leave most in 0.1-0.9)
+    steps = lora_steps if lora_steps is not None else (60 if base == "tiny" else 32)
     if steps:
-        # LoRA steps at <= 224 px (DINOv2 interpolates its position embeddings); the head is refit at `size` below.
-        small = (
-            train_px if size <= 224 else preprocess_batch(train_imgs, clf.preprocess.model_copy(update={"size": 224}))
-        )
-        losses = train_mode(
-            clf, MODE, small, train_labels, steps=steps, lr=1e-3, batch_size=8, seed=seed, bf16=base != "tiny"
-        )
-        progress(
-            f"[bench] {steps} LoRA+head steps: loss {losses[0]:.3f} -> {losses[-1]:.3f} "
-            f"({time.perf_counter() - t0:.0f}s)"
-        )
-    feats = head_features(clf, MODE, train_px)
-    loss = fit_head(clf, MODE, feats, train_labels)
-    progress(f"[bench] head fitted on {n_train} feature vectors: loss {loss:.4f} ({time.perf_counter() - t0:.0f}s)")
+        train_confident(clf, train_imgs, train_labels, steps=steps, bf16=base != "tiny", seed=seed, progress=progress)
 
     processor = naive_processor(size)
     scorers: dict[str, FastScorer] = {}
@@ -263,35 +377,31 @@ def run_model_benchmark(
         build[variant] = time.perf_counter() - b0
     progress(f"[bench] fast variants built: {', '.join(f'{v} {t:.1f}s' for v, t in build.items())}")
 
-    def fast_path(scorer: FastScorer) -> Path:
-        return lambda batch: scorer.predict_proba(preprocess_batch(batch, clf.preprocess), MODE)
+    def fast_path(scorer: FastScorer, config: PreprocessConfig) -> Path:
+        return lambda batch: scorer.predict_logits(preprocess_batch(batch, config), MODE)
 
-    paths: dict[str, Path] = {"naive": lambda batch: naive_scores(clf.model, processor, batch)}
-    paths.update({v: fast_path(sc) for v, sc in scorers.items()})
+    paths: dict[str, Path] = {"naive": lambda batch: naive_logits(clf.model, processor, batch)}
+    paths.update({v: fast_path(sc, clf.preprocess) for v, sc in scorers.items()})
     measured = measure_interleaved(paths, bench_imgs, chunk=8, progress=progress)
     naive, naive_wall, naive_cpu = measured["naive"]
+    naive_p = crystal_probability(naive)
     naive_ms = 1000 * naive_wall / n_images
-    accuracy = float(np.mean((naive >= 0.5) == (bench_labels == 0)))
-    confident = float(np.mean((naive < 0.1) | (naive > 0.9)))
+    accuracy = float(np.mean((naive_p >= 0.5) == (bench_labels == 0)))
+    confident = float(np.mean((naive_p < 0.1) | (naive_p > 0.9)))
     progress(
         f"[bench] naive: {naive_ms:.1f} ms/img, accuracy {accuracy:.1%}, confident (p<0.1 or >0.9) {confident:.1%}"
     )
 
-    results: list[VariantResult] = []
-    fast_probs: dict[str, np.ndarray] = {}
-    for variant in variants:
-        probs, wall, cpu = measured[variant]
-        fast_probs[variant] = probs
-        results.append(
-            VariantResult(
-                variant=variant,
-                ms_per_image=1000 * wall / n_images,
-                label_agreement=float(np.mean((probs >= 0.5) == (naive >= 0.5))),
-                max_abs_dp=float(np.max(np.abs(probs - naive))),
-                build_s=build[variant],
-                cpu_ms_per_image=1000 * cpu / n_images,
-            )
+    results = [
+        VariantResult(
+            variant=v,
+            ms_per_image=1000 * measured[v][1] / n_images,
+            fidelity=Fidelity.of(measured[v][0], naive),
+            build_s=build[v],
+            cpu_ms_per_image=1000 * measured[v][2] / n_images,
         )
+        for v in variants
+    ]
     faithful = [r for r in results if r.faithful]
     if faithful:
         best = min(faithful, key=lambda r: r.ms_per_image)
@@ -300,8 +410,11 @@ def run_model_benchmark(
         best = min(results, key=lambda r: r.max_abs_dp)
         progress(
             f"[bench] WARNING: no variant met the fidelity bar (agreement >= 99 %, max |dp| <= 0.02); "
-            f"reporting the most faithful one ({best.variant}). Train more confident weights (--lora-steps, --train)."
+            f"reporting the most faithful one ({best.variant})."
         )
+    if 1 - confident < 0.05:
+        progress("[bench] WARNING: under 5 % of the probabilities lie in 0.1-0.9, so max |dp| says little; see max|dl|")
+    extra = _calibration_rows(clf, scorers, best.variant, bench_imgs, naive, progress)
     result = BenchResult(
         size=size,
         n_images=n_images,
@@ -316,9 +429,11 @@ def run_model_benchmark(
         max_abs_dp=best.max_abs_dp,
         naive_accuracy=accuracy,
         confident_share=confident,
+        borderline_share=1 - confident,
         variants=results,
-        naive_probs=[float(p) for p in naive],
-        fast_probs=[float(p) for p in fast_probs[best.variant]],
+        extra=extra,
+        naive_probs=[float(p) for p in naive_p],
+        fast_probs=[float(p) for p in crystal_probability(measured[best.variant][0])],
     )
     progress(result.table())
     progress(
@@ -327,6 +442,47 @@ def run_model_benchmark(
         f"max |dp| {best.max_abs_dp:.3f}, size {size} px, model {base}, {time.perf_counter() - t0:.0f}s total)"
     )
     return result
+
+
+def _calibration_rows(
+    clf: CrystalClassifier,
+    scorers: dict[str, FastScorer],
+    chosen: str,
+    images: Sequence[bytes],
+    naive: np.ndarray,
+    progress: Callable[[str], None],
+) -> list[VariantResult]:
+    """Noise floor (fp32 + +-1 gray level) and the chosen variant with reduced-size JPEG decoding (opt-in)."""
+    rows = []
+    fp32 = scorers.get("fp32") or FastScorer.from_classifier(clf, variant="fp32", modes=[MODE])
+    noise = fp32.predict_logits(noisy_pixels(images, clf.preprocess), MODE)
+    rows.append(
+        VariantResult("noise floor: fp32, +-1 level", 0.0, Fidelity.of(noise, naive), 0.0, note="(calibration)")
+    )
+    if clf.preprocess.draft_factor == 0:
+        reduced = clf.preprocess.model_copy(update={"draft_factor": 2.0})
+        scorer = scorers[chosen]
+        scorer.predict_logits(preprocess_batch(images[:1], reduced), MODE)  # warm-up
+        w0, c0 = time.perf_counter(), time.process_time()
+        logits = np.concatenate(
+            [
+                scorer.predict_logits(preprocess_batch(images[s : s + 8], reduced), MODE)
+                for s in range(0, len(images), 8)
+            ]
+        )
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        rows.append(
+            VariantResult(
+                f"{chosen} + draft_factor 2",
+                1000 * wall / len(images),
+                Fidelity.of(logits, naive),
+                0.0,
+                cpu_ms_per_image=1000 * cpu / len(images),
+                note="(reduced JPEG decode, opt-in; timed alone)",
+            )
+        )
+    progress("[bench] calibration rows measured")
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -338,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--train", type=int, default=24, help="training images for the confident weights")
     parser.add_argument("--lora-steps", type=int, default=None)
     parser.add_argument("--draft-factor", type=float, default=None, help="JPEG draft decode factor (0 = full decode)")
+    parser.add_argument("--faint-share", type=float, default=0.5, help="share of crystal images that are faint")
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}"
     )
@@ -351,6 +508,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         draft_factor=args.draft_factor,
         lora_steps=args.lora_steps,
         variants=variants,  # type: ignore[arg-type]
+        faint_share=args.faint_share,
     )
 
 

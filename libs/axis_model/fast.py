@@ -158,18 +158,22 @@ class FastScorer:
         return list(self.models)
 
     @torch.inference_mode()
-    def predict_proba(self, pixels: np.ndarray | torch.Tensor, mode: str) -> np.ndarray:
-        """P(crystal) for an N x 3 x H x W batch of one mode."""
+    def predict_logits(self, pixels: np.ndarray | torch.Tensor, mode: str) -> np.ndarray:
+        """Raw 2-class logits (index 0 = crystal), N x 2 float32, for an N x 3 x H x W batch of one mode."""
         if mode not in self.models:
             raise KeyError(f"no model for mode {mode!r}; loaded: {self.modes}")
         model = self.models[mode]
         x = torch.as_tensor(pixels)
-        out = []
-        for start in range(0, len(x), self.batch_size):
-            chunk = x[start : start + self.batch_size].to(self._dtype)
-            logits = model(pixel_values=chunk).logits.float()
-            out.append(torch.softmax(logits, dim=-1)[:, CRYSTAL_INDEX])
-        return torch.cat(out).numpy().astype(np.float64) if out else np.empty(0)
+        out = [
+            model(pixel_values=x[start : start + self.batch_size].to(self._dtype)).logits.float()
+            for start in range(0, len(x), self.batch_size)
+        ]
+        return torch.cat(out).numpy() if out else np.empty((0, len(LABELS)), dtype=np.float32)
+
+    def predict_proba(self, pixels: np.ndarray | torch.Tensor, mode: str) -> np.ndarray:
+        """P(crystal) for an N x 3 x H x W batch of one mode."""
+        logits = torch.from_numpy(self.predict_logits(pixels, mode))
+        return torch.softmax(logits, dim=-1)[:, CRYSTAL_INDEX].numpy().astype(np.float64)
 
     def score(self, images_by_mode: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
         """Score a mixed batch given as {mode: N x 3 x H x W}."""

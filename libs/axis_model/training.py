@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -61,72 +59,6 @@ def train_mode(
     finally:
         model.eval()
     return losses
-
-
-@torch.no_grad()
-def head_features(classifier: CrystalClassifier, mode: str, pixels: np.ndarray, batch_size: int = 8) -> torch.Tensor:
-    """The head's input (CLS token ‖ mean patch token) under one mode's adapter."""
-    classifier.use(mode)
-    classifier.model.eval()
-    inner: Any = classifier.model.base_model.model
-    backbone = inner.dinov2
-    feats = []
-    for start in range(0, len(pixels), batch_size):
-        hidden = backbone(pixel_values=torch.as_tensor(pixels[start : start + batch_size])).last_hidden_state
-        feats.append(torch.cat([hidden[:, 0], hidden[:, 1:].mean(dim=1)], dim=-1))
-    return torch.cat(feats)
-
-
-def fit_head(
-    classifier: CrystalClassifier,
-    mode: str,
-    features: torch.Tensor,
-    labels: np.ndarray,
-    *,
-    components: int | None = 8,
-    steps: int = 300,
-    lr: float = 0.05,
-    weight_decay: float = 1e-2,
-    margin: float | None = 6.0,
-) -> float:
-    """Fit one mode's head on precomputed features, folded back into the head; returns the final loss.
-
-    The head sees only the top ``components`` principal directions of the features (whitened): a decision
-    on dominant directions, as a trained model makes, not on near-constant noise directions that any
-    precision change would flip. ``margin``: then scale the head so the median |logit difference| on the
-    training features is this large (confident predictions); None leaves the fitted scale.
-    """
-    inner: Any = classifier.model.base_model.model
-    head: torch.nn.Linear = inner.classifier.modules_to_save[mode]
-    mean = features.mean(dim=0)
-    centred = features - mean
-    if components:
-        _, sing, vh = torch.linalg.svd(centred, full_matrices=False)
-        k = min(components, len(sing))
-        proj = vh[:k].T / sing[:k].clamp_min(1e-6) * math.sqrt(len(features))
-    else:
-        proj = torch.eye(features.shape[1]) / centred.std().clamp_min(1e-6)
-    z = centred @ proj
-    y = torch.from_numpy(labels.astype(np.int64))
-    linear = torch.nn.Linear(z.shape[1], 2)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(labels))
-    optimiser = torch.optim.AdamW(linear.parameters(), lr=lr, weight_decay=weight_decay)
-    loss = torch.tensor(0.0)
-    for _ in range(steps):
-        loss = loss_fn(linear(z), y)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    with torch.no_grad():
-        weight = linear.weight @ proj.T  # fold: W (P^T (x - m)) + b = (W P^T) x + (b - W P^T m)
-        bias = linear.bias - weight @ mean
-        if margin is not None:
-            logits = features @ weight.T + bias
-            median = (logits[:, 0] - logits[:, 1]).abs().median().clamp_min(1e-6)
-            weight, bias = weight * (margin / median), bias * (margin / median)
-        head.weight.copy_(weight)
-        head.bias.copy_(bias)
-    return float(loss.detach())
 
 
 @torch.no_grad()
