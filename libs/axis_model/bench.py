@@ -2,12 +2,14 @@
 
 The naive path is the public AXIS reference style: one image at a time through a transformers image
 processor and a plain fp32 forward on the unmerged peft model. The fast path decodes JPEGs to their luma
-channel, batches, and scores with merged, optimised per-mode models (axis_model.fast). Fidelity is
-measured on weights trained end to end (LoRA + head) on synthetic drops until most predictions are
-confident, on benchmark images of which a quarter hold only a faint, small crystal (so that some
-probabilities sit between 0.1 and 0.9, where a numeric error shows). Two untimed-in-the-choice rows
-calibrate it: the fp32 model with +-1 gray level of noise on its input (the noise floor), and the chosen
-variant with reduced-size JPEG decoding (draft_factor 2, opt-in).
+channel, batches, and scores with merged, optimised per-mode models (axis_model.fast).
+
+Fidelity is measured on weights trained end to end (LoRA + head) on synthetic drops until the clear cases
+are confident, on benchmark images of which some show their precipitate at low contrast, so that some
+probabilities sit between 0.1 and 0.9 where a numeric error shows (saturation hides it elsewhere; the
+log-odds error max|dl| does not saturate). Two rows calibrate the figures and are not candidates: the fp32
+model with +-1 gray level of noise on its input (the noise floor), and the chosen variant with reduced-size
+JPEG decoding (draft_factor 2, opt-in).
 
     python -m axis_model.bench --size 224 --n 64 --base base
 """
@@ -43,11 +45,11 @@ MODE = "visible"
 
 
 def render_drop(
-    rng: np.random.Generator, crystal: bool, size: tuple[int, int] = REAL_SIZE, *, faint: bool = False
+    rng: np.random.Generator, crystal: bool, size: tuple[int, int] = REAL_SIZE, *, contrast: float = 1.0
 ) -> bytes:
     """A simple visible-light drop as an RGB JPEG: bright straight-edged crystals if ``crystal``, else dark blobs.
 
-    ``faint``: one small, low-contrast crystal instead of several bright ones (a hard case).
+    ``contrast`` < 1 blends the crystals or blobs into the drop (0 = a clear drop): hard, borderline cases.
     """
     w, h = size[0] // 4, size[1] // 4
     img = Image.new("L", (w, h), int(rng.integers(165, 195)))
@@ -56,10 +58,10 @@ def render_drop(
     rx, ry = w * rng.uniform(0.33, 0.4), h * rng.uniform(0.35, 0.42)
     draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=int(rng.integers(195, 215)), outline=90, width=6)
     if crystal:
-        for _ in range(1 if faint else int(rng.integers(2, 6))):
+        drop = np.asarray(img, dtype=np.float32)
+        for _ in range(int(rng.integers(2, 6))):
             px, py = cx + rng.uniform(-0.55, 0.55) * rx, cy + rng.uniform(-0.55, 0.55) * ry
-            radius = rng.uniform(10, 20) if faint else rng.uniform(25, 70)
-            sides, angle = int(rng.integers(3, 7)), rng.uniform(0, np.pi)
+            radius, sides, angle = rng.uniform(25, 70), int(rng.integers(3, 7)), rng.uniform(0, np.pi)
             pts = [
                 (
                     px + radius * np.cos(angle + 2 * np.pi * k / sides),
@@ -67,10 +69,10 @@ def render_drop(
                 )
                 for k in range(sides)
             ]
-            if faint:
-                draw.polygon(pts, fill=int(rng.integers(212, 225)), outline=int(rng.integers(150, 175)), width=2)
-            else:
-                draw.polygon(pts, fill=int(rng.integers(235, 256)), outline=15, width=4)
+            draw.polygon(pts, fill=int(rng.integers(235, 256)), outline=15, width=4)
+        if contrast != 1.0:
+            blend = drop + contrast * (np.asarray(img, dtype=np.float32) - drop)
+            img = Image.fromarray(np.clip(np.round(blend), 0, 255).astype(np.uint8))
     else:
         blobs = Image.new("L", (w, h), 0)
         bdraw = ImageDraw.Draw(blobs)
@@ -79,7 +81,8 @@ def render_drop(
             r = rng.uniform(10, 40)
             bdraw.ellipse((px - r, py - r * rng.uniform(0.6, 1.4), px + r, py + r), fill=int(rng.integers(60, 130)))
         blobs = blobs.filter(ImageFilter.GaussianBlur(rng.uniform(4, 8)))
-        img = Image.fromarray(np.clip(np.asarray(img, np.int16) - np.asarray(blobs, np.int16), 0, 255).astype(np.uint8))
+        dark = np.asarray(blobs, np.float32) * contrast
+        img = Image.fromarray(np.clip(np.round(np.asarray(img, np.float32) - dark), 0, 255).astype(np.uint8))
     noisy = np.asarray(img, dtype=np.float32) + rng.normal(0, 3, (h, w)).astype(np.float32)
     gray = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
     # pale green-grey like the real samples
@@ -90,20 +93,32 @@ def render_drop(
 
 
 def synthetic_set(
-    n: int, seed: int, size: tuple[int, int] = REAL_SIZE, *, faint_share: float = 0.0
+    n: int, seed: int, size: tuple[int, int] = REAL_SIZE, *, borderline_share: float = 0.0
 ) -> tuple[list[bytes], np.ndarray]:
     """n JPEGs (real size by default), alternating crystal (label 0) and other (label 1).
 
-    ``faint_share``: the share of crystal images that hold only one faint, small crystal.
+    ``borderline_share``: this share of the 'other' images has its precipitate blended in at contrasts swept
+    from 55 % to 85 %, the band where the benchmark's trained model turns from 'other' (p ~ 0) to 'crystal'
+    (p ~ 1) (measured: 65-75 %), so some of them score in between. Crystals at low contrast still score
+    p ~ 1 (a clear drop looks like a crystal drop to that model), so they are not swept.
     """
     rng = np.random.default_rng(seed)
     labels = np.array([i % 2 for i in range(n)], dtype=np.int64)
-    faint = [
-        lab == 0 and (i // 2) % round(1 / faint_share) == 0 if faint_share else False for i, lab in enumerate(labels)
-    ]
-    return [
-        render_drop(rng, crystal=bool(lab == 0), size=size, faint=f) for lab, f in zip(labels, faint, strict=True)
-    ], labels
+    others = int(np.sum(labels == 1))
+    faint = int(round(others * borderline_share))
+    contrast = [1.0] * others
+    if faint:
+        slots = np.linspace(0, others - 1, faint).round().astype(int)
+        for k, c in zip(slots, np.linspace(0.55, 0.85, faint), strict=True):
+            contrast[k] = float(c)
+    images, k = [], 0
+    for lab in labels:
+        if lab == 1:
+            images.append(render_drop(rng, crystal=False, size=size, contrast=contrast[k]))
+            k += 1
+        else:
+            images.append(render_drop(rng, crystal=True, size=size))
+    return images, labels
 
 
 def naive_processor(size: int) -> object:
@@ -346,13 +361,13 @@ def run_model_benchmark(
     image_size: tuple[int, int] = REAL_SIZE,
     progress: Callable[[str], None] = print,
     draft_factor: float | None = None,
-    faint_share: float = 0.5,
+    borderline_share: float = 0.5,
 ) -> BenchResult:
     """Train confident weights, then time naive vs each fast variant on the same images; pick the fastest faithful."""
     t0 = time.perf_counter()
     progress(f"[bench] rendering {n_train} training + {n_images} benchmark JPEGs at {image_size[0]}x{image_size[1]}")
     train_imgs, train_labels = synthetic_set(n_train, seed, image_size)
-    bench_imgs, bench_labels = synthetic_set(n_images, seed + 1, image_size, faint_share=faint_share)
+    bench_imgs, bench_labels = synthetic_set(n_images, seed + 1, image_size, borderline_share=borderline_share)
     spec = BaseSpec.named(base)
     pre = PreprocessConfig(size=size)
     if draft_factor is not None:
@@ -494,7 +509,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--train", type=int, default=24, help="training images for the confident weights")
     parser.add_argument("--lora-steps", type=int, default=None)
     parser.add_argument("--draft-factor", type=float, default=None, help="JPEG draft decode factor (0 = full decode)")
-    parser.add_argument("--faint-share", type=float, default=0.5, help="share of crystal images that are faint")
+    parser.add_argument(
+        "--borderline-share", type=float, default=0.5, help="share of crystal images with faint (blended) crystals"
+    )
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}"
     )
@@ -508,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         draft_factor=args.draft_factor,
         lora_steps=args.lora_steps,
         variants=variants,  # type: ignore[arg-type]
-        faint_share=args.faint_share,
+        borderline_share=args.borderline_share,
     )
 
 

@@ -67,6 +67,11 @@ def test_benchmark_reports_naive_and_fast_on_the_same_images() -> None:
     assert 0.0 <= result.label_agreement <= 1.0
     assert any(line.startswith("model speedup:") for line in lines)
     assert "naive fp32" in result.table()
+    # same pixels as the transformers processor: the merged fp32 path is the reference, to float rounding
+    fp32 = result.variants[0].fidelity
+    assert fp32.label_agreement == 1.0 and fp32.max_abs_dp < 1e-5 and fp32.max_abs_dlogit < 1e-3
+    assert [row.variant.split(":")[0] for row in result.extra] == ["noise floor", f"{result.variant} + draft_factor 2"]
+    assert result.extra[1].ms_per_image > 0
 
 
 def test_mixed_precision_keeps_the_residual_stream_norms_and_head_in_fp32(classifier) -> None:  # type: ignore[no-untyped-def]
@@ -81,3 +86,26 @@ def test_mixed_precision_keeps_the_residual_stream_norms_and_head_in_fp32(classi
     assert np.abs(fast.score({"visible": x})["visible"] - expected).max() < 0.05
     with pytest.raises(ValueError, match="unknown variant"):
         FastScorer.from_classifier(classifier, variant="fp8")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tokens", [257, 1370])
+def test_chunked_attention_matches_sdpa(tokens: int) -> None:
+    from axis_model.fast import chunked_attention
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, tokens, 16, generator=gen) for _ in range(3))
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.25).transpose(1, 2)
+    got, weights = chunked_attention(torch.nn.Identity(), q, k, v, None, scaling=0.25)
+    assert weights is None and got.shape == (2, tokens, 3, 16)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="without masks"):
+        chunked_attention(torch.nn.Identity(), q, k, v, torch.zeros(tokens, tokens))
+
+
+def test_reduced_precision_variants_use_chunked_attention_and_fp32_keeps_sdpa(classifier) -> None:  # type: ignore[no-untyped-def]
+    from axis_model.fast import CHUNKED_ATTENTION
+
+    fp32 = FastScorer.from_classifier(classifier, variant="fp32")
+    bf16 = FastScorer.from_classifier(classifier, variant="bf16mix")
+    assert fp32.models["visible"].config._attn_implementation != CHUNKED_ATTENTION
+    assert bf16.models["visible"].config._attn_implementation == CHUNKED_ATTENTION

@@ -89,7 +89,7 @@ def build_service_scorer(
     base_path: str | None = None,
     max_pixels: int | None = None,
     variant: Variant = "bf16mix",
-    batch_size: int = 8,
+    batch_size: int | None = None,
 ) -> ServiceScorer:
     """Load the bundles and build the fast path (slow: call it off the event loop)."""
     classifier, refs = load_classifier(wanted, base_path=base_path)

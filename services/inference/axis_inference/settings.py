@@ -36,7 +36,9 @@ class InferenceOptions(BaseModel):
     variant: Literal["fp32", "bf16", "bf16mix", "int8mix", "int8"] = Field(
         default="bf16mix", description="precision of axis_model's fast path (merged LoRA); the bench measures each"
     )
-    score_chunk: int = Field(default=8, ge=1, description="images per forward pass")
+    score_chunk: int | None = Field(
+        default=None, ge=1, description="images per forward pass (default: 8 at <= 336 px, 2 above)"
+    )
 
 
 class ModelOptions(BaseModel):
