@@ -283,7 +283,7 @@ class BenchResult:
         rows += [self._row("fast " + v.variant, v) for v in self.variants]
         rows += [self._row(v.variant, v) for v in self.extra]
         rows.append(
-            f"faithful = agreement >= 99 %, max|dp| <= 0.02 and max|dl| (largest change of the log-odds) <= {MAX_DLOGIT}, "
+            f"faithful = agreement >= 99 %, max|dp| <= 0.02 and max|dl| (largest log-odds change) <= {MAX_DLOGIT}, "
             f"the same bar for an image at p = 0.5; {self.borderline_share:.0%} of the naive probabilities lie in "
             f"0.1-0.9, naive accuracy {self.naive_accuracy:.1%}"
         )
