@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
@@ -190,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--base", default="base", help="'base', 'tiny' or a local DINOv2 directory")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
+    for name in ("faststream", "faststream.access", "faststream.access.kafka"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # no per-message access log in the figures
     n = args.n or (64 if args.size == 224 else 32)
     events = args.events or n
     model = run_model_benchmark(args.size, n, args.base)
