@@ -55,17 +55,20 @@ def chunked_attention(
     if attention_mask is not None or dropout:
         raise ValueError("chunked_attention is for inference without masks or dropout")
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-    tokens = query.shape[2]
+    batch, heads, tokens, dim = query.shape
     if tokens <= SDPA_MAX_TOKENS:
         out = torch.nn.functional.scaled_dot_product_attention(query, key, value, scale=scale)
-    else:
-        out = torch.empty_like(query)
-        for b in range(query.shape[0]):
-            q, kt, v = query[b] * scale, key[b].transpose(-1, -2), value[b]
-            for start in range(0, tokens, QUERY_BLOCK):
-                block = torch.softmax(torch.matmul(q[:, start : start + QUERY_BLOCK], kt), dim=-1)
-                out[b, :, start : start + QUERY_BLOCK] = torch.matmul(block, v)
-    return out.transpose(1, 2).contiguous(), None
+        return out.transpose(1, 2).contiguous(), None
+    out = torch.empty((batch, tokens, heads, dim), dtype=query.dtype)
+    for b in range(batch):
+        # contiguous once per image, so the block matmuls below read strided views without copies
+        q = (query[b] * scale).contiguous()
+        kt = key[b].transpose(-1, -2).contiguous()
+        v = value[b].contiguous()
+        for start in range(0, tokens, QUERY_BLOCK):
+            scores = torch.bmm(q[:, start : start + QUERY_BLOCK], kt)
+            out[b, start : start + QUERY_BLOCK] = torch.bmm(torch.softmax(scores, dim=-1), v).transpose(0, 1)
+    return out, None
 
 
 AttentionInterface.register(CHUNKED_ATTENTION, chunked_attention)
