@@ -9,7 +9,7 @@ are confident, on benchmark images of which some show their precipitate at low c
 probabilities sit between 0.1 and 0.9 where a numeric error shows (saturation hides it elsewhere; the
 log-odds error max|dl| does not saturate). Two rows calibrate the figures and are not candidates: the fp32
 model with +-1 gray level of noise on its input (the noise floor), and the chosen variant with reduced-size
-JPEG decoding (draft_factor 2, opt-in).
+JPEG decoding (draft_factor 2, or 1 where 2 cannot reduce; opt-in).
 
     python -m axis_model.bench --size 224 --n 64 --base base
 """
@@ -476,15 +476,24 @@ def _calibration_rows(
     naive: np.ndarray,
     progress: Callable[[str], None],
 ) -> list[VariantResult]:
-    """Noise floor (fp32 + +-1 gray level) and the chosen variant with reduced-size JPEG decoding (opt-in)."""
+    """Noise floor (fp32 + +-1 gray level) and the chosen variant with reduced-size JPEG decoding (opt-in).
+
+    The draft factor is 2 where a 1/2-scale decode still leaves 2x the model size, else 1 (518 px from 1920).
+    """
     rows = []
     fp32 = scorers.get("fp32") or FastScorer.from_classifier(clf, variant="fp32", modes=[MODE])
     noise = fp32.predict_logits(noisy_pixels(images, clf.preprocess), MODE)
     rows.append(
         VariantResult("noise floor: fp32, +-1 level", 0.0, Fidelity.of(noise, naive), 0.0, note="(calibration)")
     )
-    if clf.preprocess.draft_factor == 0:
-        reduced = clf.preprocess.model_copy(update={"draft_factor": 2.0})
+    full_shape = decode_gray(images[0], clf.preprocess).shape
+    factors = [
+        f
+        for f in (2.0, 1.0)
+        if decode_gray(images[0], clf.preprocess.model_copy(update={"draft_factor": f})).shape != full_shape
+    ]
+    if clf.preprocess.draft_factor == 0 and factors:
+        reduced = clf.preprocess.model_copy(update={"draft_factor": factors[0]})
         scorer = scorers[chosen]
         scorer.predict_logits(preprocess_batch(images[:1], reduced), MODE)  # warm-up
         w0, c0 = time.perf_counter(), time.process_time()
@@ -497,7 +506,7 @@ def _calibration_rows(
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         rows.append(
             VariantResult(
-                f"{chosen} + draft_factor 2",
+                f"{chosen} + draft_factor {factors[0]:g}",
                 1000 * wall / len(images),
                 Fidelity.of(logits, naive),
                 0.0,

@@ -70,7 +70,8 @@ def test_benchmark_reports_naive_and_fast_on_the_same_images() -> None:
     # same pixels as the transformers processor (luma decode: <= 1 level on rare pixels): merged fp32 ~ reference
     fp32 = result.variants[0].fidelity
     assert fp32.label_agreement == 1.0 and fp32.max_abs_dp < 1e-4 and fp32.max_abs_dlogit < 1e-3
-    assert [row.variant.split(":")[0] for row in result.extra] == ["noise floor", f"{result.variant} + draft_factor 2"]
+    assert [row.variant.split(":")[0] for row in result.extra][0] == "noise floor"
+    assert result.extra[1].variant.startswith(f"{result.variant} + draft_factor ")
     assert result.extra[1].ms_per_image > 0
 
 
