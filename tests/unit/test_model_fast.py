@@ -58,8 +58,17 @@ def test_reduced_precision_variants_score_files_in_input_order(classifier, varia
 def test_benchmark_reports_naive_and_fast_on_the_same_images() -> None:
     lines: list[str] = []
     result = run_model_benchmark(
-        56, 4, "tiny", n_train=6, lora_steps=1, variants=("fp32", "bf16"), image_size=(230, 192), progress=lines.append
+        56,
+        4,
+        "tiny",
+        n_train=6,
+        lora_steps=1,
+        variants=("fp32", "bf16"),
+        image_size=(230, 192),
+        progress=lines.append,
+        borderline_share=0.25,
     )
+    assert any(line.startswith("[bench] 1 borderline drops searched") for line in lines)
     assert [v.variant for v in result.variants] == ["fp32", "bf16"]
     assert result.variant in ("fp32", "bf16")
     assert len(result.naive_probs) == len(result.fast_probs) == 4
@@ -110,3 +119,15 @@ def test_reduced_precision_variants_use_chunked_attention_and_fp32_keeps_sdpa(cl
     bf16 = FastScorer.from_classifier(classifier, variant="bf16mix")
     assert fp32.models["visible"].config._attn_implementation != CHUNKED_ATTENTION
     assert bf16.models["visible"].config._attn_implementation == CHUNKED_ATTENTION
+
+
+def test_borderline_search_lands_images_in_the_band() -> None:
+    from axis_model.bench import borderline_drops
+
+    def darkness_probability(data: bytes) -> float:  # a stand-in model: darker drop -> less 'crystal'
+        mean = float(np.asarray(Image.open(io.BytesIO(data)).convert("L")).mean())
+        return float(1 / (1 + np.exp(-(mean - 100.0) / 3.0)))  # p ~ 1 at contrast 0.3, ~ 0 at 1.0
+
+    images, probs = borderline_drops(darkness_probability, 3, seed=5, size=(230, 192))
+    assert len(images) == 3 and all(0.2 <= p <= 0.8 for p in probs), probs
+    assert [darkness_probability(d) for d in images] == probs
