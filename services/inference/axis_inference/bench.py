@@ -163,8 +163,10 @@ def run_service_benchmark(
         )
         settings = InferenceSettings(_env_file=None)  # type: ignore[call-arg]
         print(f"[bench] service end to end: {len(images)} events, variant {variant}, batches of {batch_size}")
+        logging.disable(logging.INFO)  # FastStream's per-message access log would bury the figures
         return asyncio.run(_measure(settings, images, _bundles(model, size, base, tmp)))
     finally:
+        logging.disable(logging.NOTSET)
         os.environ.clear()
         os.environ.update(saved)
         down(data_dir, quiet=True)
@@ -191,8 +193,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--base", default="base", help="'base', 'tiny' or a local DINOv2 directory")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
-    for name in ("faststream", "faststream.access", "faststream.access.kafka"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # no per-message access log in the figures
     n = args.n or (64 if args.size == 224 else 32)
     events = args.events or n
     model = run_model_benchmark(args.size, n, args.base)
