@@ -56,10 +56,10 @@ def chunked_attention(
         raise ValueError("chunked_attention is for inference without masks or dropout")
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
     batch, heads, tokens, dim = query.shape
-    if tokens <= SDPA_MAX_TOKENS:
+    if tokens <= SDPA_MAX_TOKENS or query.device.type != "cpu":  # the blocks are a CPU measure; GPUs have flash
         out = torch.nn.functional.scaled_dot_product_attention(query, key, value, scale=scale)
         return out.transpose(1, 2).contiguous(), None
-    out = torch.empty((batch, tokens, heads, dim), dtype=query.dtype)
+    out = torch.empty((batch, tokens, heads, dim), dtype=query.dtype, device=query.device)
     for b in range(batch):
         # contiguous once per image, so the block matmuls below read strided views without copies
         q = (query[b] * scale).contiguous()
