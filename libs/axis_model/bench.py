@@ -2,7 +2,8 @@
 
 The naive path is the public AXIS reference style: one image at a time through a transformers image
 processor and a plain fp32 forward on the unmerged peft model. The fast path decodes JPEGs to their luma
-channel, batches, and scores with merged, optimised per-mode models (axis_model.fast).
+channel, batches, and scores with merged, optimised per-mode models (axis_model.fast). The images come from
+axis_model.bench_drops, the fidelity figures and the table from axis_model.bench_report.
 
 Fidelity is measured on weights trained end to end (LoRA + head) on synthetic drops until the clear cases
 are confident; 1/8 of the benchmark images are drops whose precipitate contrast is bisected until the naive
@@ -20,12 +21,13 @@ import argparse
 import io
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
+from axis_model.bench_drops import REAL_SIZE, borderline_drops, synthetic_set
+from axis_model.bench_report import MAX_DLOGIT, BenchResult, Fidelity, VariantResult, crystal_probability
 from axis_model.classifier import CrystalClassifier, build_classifier
 from axis_model.fast import VARIANTS, FastScorer, Variant
 from axis_model.preprocess import (
@@ -37,98 +39,10 @@ from axis_model.preprocess import (
     preprocess_batch,
     resize_gray,
 )
-from axis_model.spec import CRYSTAL_INDEX, BaseSpec, LoraSpec
+from axis_model.spec import BaseSpec, LoraSpec
 from axis_model.training import train_mode
 
-REAL_SIZE = (2295, 1920)
-MAX_DLOGIT = 0.08  # = 4 x the 0.02 probability bar: what moves an image at p = 0.5 by 0.02
 MODE = "visible"
-
-
-def render_drop(
-    rng: np.random.Generator, crystal: bool, size: tuple[int, int] = REAL_SIZE, *, contrast: float = 1.0
-) -> bytes:
-    """A simple visible-light drop as an RGB JPEG: bright straight-edged crystals if ``crystal``, else dark blobs.
-
-    ``contrast`` < 1 blends the crystals or blobs into the drop (0 = a clear drop): hard, borderline cases.
-    """
-    w, h = size[0] // 4, size[1] // 4
-    img = Image.new("L", (w, h), int(rng.integers(165, 195)))
-    draw = ImageDraw.Draw(img)
-    cx, cy = w / 2 + rng.normal(0, w * 0.03), h / 2 + rng.normal(0, h * 0.03)
-    rx, ry = w * rng.uniform(0.33, 0.4), h * rng.uniform(0.35, 0.42)
-    draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=int(rng.integers(195, 215)), outline=90, width=6)
-    if crystal:
-        drop = np.asarray(img, dtype=np.float32)
-        for _ in range(int(rng.integers(2, 6))):
-            px, py = cx + rng.uniform(-0.55, 0.55) * rx, cy + rng.uniform(-0.55, 0.55) * ry
-            radius, sides, angle = rng.uniform(25, 70), int(rng.integers(3, 7)), rng.uniform(0, np.pi)
-            pts = [
-                (
-                    px + radius * np.cos(angle + 2 * np.pi * k / sides),
-                    py + radius * np.sin(angle + 2 * np.pi * k / sides),
-                )
-                for k in range(sides)
-            ]
-            draw.polygon(pts, fill=int(rng.integers(235, 256)), outline=15, width=4)
-        if contrast != 1.0:
-            blend = drop + contrast * (np.asarray(img, dtype=np.float32) - drop)
-            img = Image.fromarray(np.clip(np.round(blend), 0, 255).astype(np.uint8))
-    else:
-        blobs = Image.new("L", (w, h), 0)
-        bdraw = ImageDraw.Draw(blobs)
-        for _ in range(int(rng.integers(6, 20))):
-            px, py = cx + rng.uniform(-0.7, 0.7) * rx, cy + rng.uniform(-0.7, 0.7) * ry
-            r = rng.uniform(10, 40)
-            bdraw.ellipse((px - r, py - r * rng.uniform(0.6, 1.4), px + r, py + r), fill=int(rng.integers(60, 130)))
-        blobs = blobs.filter(ImageFilter.GaussianBlur(rng.uniform(4, 8)))
-        dark = np.asarray(blobs, np.float32) * contrast
-        img = Image.fromarray(np.clip(np.round(np.asarray(img, np.float32) - dark), 0, 255).astype(np.uint8))
-    noisy = np.asarray(img, dtype=np.float32) + rng.normal(0, 3, (h, w)).astype(np.float32)
-    gray = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
-    # pale green-grey like the real samples
-    rgb = Image.merge("RGB", (gray.point(lambda v: int(v * 0.95)), gray, gray.point(lambda v: int(v * 0.92))))
-    buf = io.BytesIO()
-    rgb.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def synthetic_set(n: int, seed: int, size: tuple[int, int] = REAL_SIZE) -> tuple[list[bytes], np.ndarray]:
-    """n JPEGs (real size by default), alternating crystal (label 0) and other (label 1)."""
-    rng = np.random.default_rng(seed)
-    labels = np.array([i % 2 for i in range(n)], dtype=np.int64)
-    return [render_drop(rng, crystal=bool(lab == 0), size=size) for lab in labels], labels
-
-
-def borderline_drops(
-    probability: Callable[[bytes], float],
-    n: int,
-    seed: int,
-    size: tuple[int, int] = REAL_SIZE,
-    *,
-    band: tuple[float, float] = (0.2, 0.8),
-    steps: int = 8,
-) -> tuple[list[bytes], list[float]]:
-    """n 'other' drops whose precipitate contrast is bisected until ``probability`` lands in ``band``.
-
-    A trained model scores the clear cases ~0 or ~1, where softmax saturation hides numeric errors; these
-    images sit where a change of the log-odds shows in full in the probability. Returns the images and the
-    probabilities found (an image may end outside the band if ``steps`` run out).
-    """
-    images, probs = [], []
-    for k in range(n):
-        lo, hi = 0.3, 1.0  # contrast: low -> a clear drop (p ~ 1 for crystal), high -> dark precipitate (p ~ 0)
-        data, p = b"", float("nan")
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            data = render_drop(np.random.default_rng([seed, k]), crystal=False, size=size, contrast=mid)
-            p = probability(data)
-            if band[0] <= p <= band[1]:
-                break
-            lo, hi = (mid, hi) if p > band[1] else (lo, mid)
-        images.append(data)
-        probs.append(p)
-    return images, probs
 
 
 def naive_processor(size: int) -> object:
@@ -158,145 +72,6 @@ def naive_logits(model: torch.nn.Module, processor: object, images: Sequence[byt
         inputs = processor(images=img, return_tensors="pt")  # type: ignore[operator]
         out[i] = model(pixel_values=inputs["pixel_values"]).logits[0].float().numpy()
     return out
-
-
-def crystal_probability(logits: np.ndarray) -> np.ndarray:
-    """softmax(logits)[:, crystal] in float64."""
-    margin = logits[:, CRYSTAL_INDEX].astype(np.float64) - logits[:, 1 - CRYSTAL_INDEX].astype(np.float64)
-    return 1.0 / (1.0 + np.exp(-margin))
-
-
-def logit_margin(logits: np.ndarray) -> np.ndarray:
-    """logit(crystal) - logit(other): the probability's log-odds, free of the saturation that hides errors."""
-    return logits[:, CRYSTAL_INDEX].astype(np.float64) - logits[:, 1 - CRYSTAL_INDEX].astype(np.float64)
-
-
-@dataclass
-class Fidelity:
-    """How far one path's outputs are from the naive fp32 reference on the same images."""
-
-    label_agreement: float
-    max_abs_dp: float
-    max_abs_dlogit: float
-
-    @classmethod
-    def of(cls, logits: np.ndarray, reference: np.ndarray) -> Fidelity:
-        """Compare N x 2 logits with the reference's."""
-        p, ref = crystal_probability(logits), crystal_probability(reference)
-        return cls(
-            label_agreement=float(np.mean((p >= 0.5) == (ref >= 0.5))),
-            max_abs_dp=float(np.max(np.abs(p - ref))),
-            max_abs_dlogit=float(np.max(np.abs(logit_margin(logits) - logit_margin(reference)))),
-        )
-
-    @property
-    def faithful(self) -> bool:
-        """Label agreement >= 99 %, max |dp| <= 0.02 and max |dl| <= 0.08 vs the fp32 naive path.
-
-        The log-odds bar is the probability bar at p = 0.5 (dp ~ dl / 4 there): a trained model's
-        probabilities are mostly near 0 or 1, where softmax saturation hides any error from |dp| alone.
-        """
-        return self.label_agreement >= 0.99 and self.max_abs_dp <= 0.02 and self.max_abs_dlogit <= MAX_DLOGIT
-
-
-@dataclass
-class VariantResult:
-    """One fast-path variant measured on the benchmark images."""
-
-    variant: str
-    ms_per_image: float
-    fidelity: Fidelity
-    build_s: float
-    cpu_ms_per_image: float = 0.0
-    note: str = ""
-
-    @property
-    def label_agreement(self) -> float:
-        """Share of images with the same label as the naive path at threshold 0.5."""
-        return self.fidelity.label_agreement
-
-    @property
-    def max_abs_dp(self) -> float:
-        """Largest probability difference from the naive path."""
-        return self.fidelity.max_abs_dp
-
-    @property
-    def faithful(self) -> bool:
-        """Meets the fidelity bar."""
-        return self.fidelity.faithful
-
-
-@dataclass
-class BenchResult:
-    """Result of run_model_benchmark (the service end-to-end part is added by the service benchmark)."""
-
-    size: int
-    n_images: int
-    base: str
-    threads: int
-    naive_ms_per_image: float
-    fast_ms_per_image: float
-    variant: str
-    label_agreement: float
-    max_abs_dp: float
-    naive_accuracy: float
-    confident_share: float
-    borderline_share: float = 0.0
-    naive_cpu_ms_per_image: float = 0.0
-    variants: list[VariantResult] = field(default_factory=list)
-    extra: list[VariantResult] = field(default_factory=list)  # calibration rows, not candidates
-    classifier: CrystalClassifier | None = field(default=None, repr=False)  # the confident weights measured
-    naive_probs: list[float] = field(default_factory=list)
-    fast_probs: list[float] = field(default_factory=list)
-
-    @property
-    def speedup(self) -> float:
-        """Naive time per image / fast time per image."""
-        return self.naive_ms_per_image / self.fast_ms_per_image
-
-    @property
-    def naive_img_s(self) -> float:
-        """Naive throughput, images per second."""
-        return 1000.0 / self.naive_ms_per_image
-
-    @property
-    def fast_img_s(self) -> float:
-        """Fast throughput, images per second."""
-        return 1000.0 / self.fast_ms_per_image
-
-    def _row(self, name: str, v: VariantResult) -> str:
-        speed = cpu_speed = ""
-        if v.ms_per_image:
-            speed = f"{self.naive_ms_per_image / v.ms_per_image:.2f}x"
-        if v.cpu_ms_per_image:
-            cpu_speed = f"{self.naive_cpu_ms_per_image / v.cpu_ms_per_image:.2f}x"
-        timing = (
-            f"{v.ms_per_image:>9.1f}{1000 / v.ms_per_image:>8.2f}{v.cpu_ms_per_image:>9.1f}"
-            if v.ms_per_image
-            else " " * 26
-        )
-        mark = v.note or ("" if v.faithful else "(not faithful)")
-        return (
-            f"{name:<30}{timing}{100 * v.label_agreement:>7.1f}%{v.max_abs_dp:>9.4f}{v.fidelity.max_abs_dlogit:>9.4f}"
-            f"{speed:>9}{cpu_speed:>9}  {mark}"
-        ).rstrip()
-
-    def table(self) -> str:
-        """Human-readable table of every path measured (speedups are naive time / path time)."""
-        rows = [
-            f"{'path':<30}{'ms/img':>9}{'img/s':>8}{'cpu ms':>9}{'agree':>8}{'max|dp|':>9}{'max|dl|':>9}"
-            f"{'speedup':>9}{'cpu sp.':>9}",
-            f"{'naive fp32 (unmerged)':<30}{self.naive_ms_per_image:>9.1f}{self.naive_img_s:>8.2f}"
-            f"{self.naive_cpu_ms_per_image:>9.1f}",
-        ]
-        rows += [self._row("fast " + v.variant, v) for v in self.variants]
-        rows += [self._row(v.variant, v) for v in self.extra]
-        rows.append(
-            f"faithful = agreement >= 99 %, max|dp| <= 0.02 and max|dl| (largest log-odds change) <= {MAX_DLOGIT}, "
-            f"the same bar for an image at p = 0.5; {self.borderline_share:.0%} of the naive probabilities lie in "
-            f"0.1-0.9, naive accuracy {self.naive_accuracy:.1%}"
-        )
-        return "\n".join(rows)
 
 
 Path = Callable[[Sequence[bytes]], np.ndarray]
@@ -442,7 +217,6 @@ def run_model_benchmark(
             variant=v,
             ms_per_image=1000 * measured[v][1] / n_images,
             fidelity=Fidelity.of(measured[v][0], naive),
-            build_s=build[v],
             cpu_ms_per_image=1000 * measured[v][2] / n_images,
         )
         for v in variants
@@ -477,7 +251,6 @@ def run_model_benchmark(
         max_abs_dp=best.max_abs_dp,
         naive_accuracy=accuracy,
         confident_share=confident,
-        borderline_share=1 - confident,
         variants=results,
         extra=extra,
         naive_probs=[float(p) for p in naive_p],
@@ -507,9 +280,7 @@ def _calibration_rows(
     rows = []
     fp32 = scorers.get("fp32") or FastScorer.from_classifier(clf, variant="fp32", modes=[MODE])
     noise = fp32.predict_logits(noisy_pixels(images, clf.preprocess), MODE)
-    rows.append(
-        VariantResult("noise floor: fp32, +-1 level", 0.0, Fidelity.of(noise, naive), 0.0, note="(calibration)")
-    )
+    rows.append(VariantResult("noise floor: fp32, +-1 level", 0.0, Fidelity.of(noise, naive), note="(calibration)"))
     full_shape = decode_gray(images[0], clf.preprocess).shape
     factors = [
         f
@@ -533,7 +304,6 @@ def _calibration_rows(
                 f"{chosen} + draft_factor {factors[0]:g}",
                 1000 * wall / len(images),
                 Fidelity.of(logits, naive),
-                0.0,
                 cpu_ms_per_image=1000 * cpu / len(images),
                 note="(reduced JPEG decode, opt-in; timed alone)",
             )

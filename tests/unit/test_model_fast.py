@@ -122,7 +122,7 @@ def test_reduced_precision_variants_use_chunked_attention_and_fp32_keeps_sdpa(cl
 
 
 def test_borderline_search_lands_images_in_the_band() -> None:
-    from axis_model.bench import borderline_drops
+    from axis_model.bench_drops import borderline_drops
 
     def darkness_probability(data: bytes) -> float:  # a stand-in model: darker drop -> less 'crystal'
         mean = float(np.asarray(Image.open(io.BytesIO(data)).convert("L")).mean())

@@ -25,7 +25,9 @@ from pathlib import Path
 from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.registry import ModelRegistry
 from axis_contracts import CrystalScored, topics
-from axis_model.bench import BenchResult, run_model_benchmark, synthetic_set
+from axis_model.bench import run_model_benchmark
+from axis_model.bench_drops import synthetic_set
+from axis_model.bench_report import BenchResult
 from axis_model.bundle import save_bundle
 from axis_model.spec import BaseSpec
 
