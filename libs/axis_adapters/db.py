@@ -32,12 +32,27 @@ def sync_pool(settings: PostgresSettings, *, max_size: int = 4) -> ConnectionPoo
     return pool
 
 
-async def async_pool(settings: PostgresSettings, *, max_size: int = 4) -> AsyncConnectionPool:
-    """An asynchronous pool, opened (close it on shutdown)."""
+async def async_pool(
+    settings: PostgresSettings, *, max_size: int = 4, open_timeout_s: float = 30.0
+) -> AsyncConnectionPool:
+    """An asynchronous pool, opened (close it on shutdown).
+
+    Connections are checked on checkout, so a restarted server's dead ones are replaced; a pool that cannot
+    open within ``open_timeout_s`` is closed before the error propagates (a retried start leaks no pool workers).
+    """
     pool = AsyncConnectionPool(
-        settings.conninfo(), min_size=1, max_size=max_size, open=False, kwargs={"connect_timeout": 10}
+        settings.conninfo(),
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        kwargs={"connect_timeout": 10},
+        check=AsyncConnectionPool.check_connection,
     )
-    await pool.open(wait=True, timeout=30)
+    try:
+        await pool.open(wait=True, timeout=open_timeout_s)
+    except BaseException:
+        await pool.close()
+        raise
     return pool
 
 

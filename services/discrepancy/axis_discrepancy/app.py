@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from axis_adapters.db import async_pool
 from axis_adapters.kafka import consumer_options, make_broker, records_of
 from axis_adapters.retry import RetryPolicy, retry_async
 from faststream import AckPolicy, Context
@@ -74,22 +75,11 @@ def startup_policy(opts: DiscrepancyOptions) -> RetryPolicy:
 
 
 async def open_pool(settings: DiscrepancySettings) -> AsyncConnectionPool:
-    """An open pool whose connections are checked on checkout (a restarted server's dead ones are replaced)."""
+    """The service's pool, opened within one attempt's time budget."""
     opts = settings.discrepancy
-    pool: AsyncConnectionPool = AsyncConnectionPool(
-        settings.postgres.conninfo(),
-        min_size=1,
-        max_size=opts.pool_size,
-        open=False,
-        kwargs={"connect_timeout": 10},
-        check=AsyncConnectionPool.check_connection,
+    return await async_pool(
+        settings.postgres, max_size=opts.pool_size, open_timeout_s=min(30.0, opts.attempt_timeout_s)
     )
-    try:
-        await pool.open(wait=True, timeout=min(30.0, opts.attempt_timeout_s))
-    except BaseException:
-        await pool.close()
-        raise
-    return pool
 
 
 def build_service(settings: DiscrepancySettings, *, pool: AsyncConnectionPool, broker: Any) -> DiscrepancyService:
