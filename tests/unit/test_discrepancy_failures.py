@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 from axis_adapters.kafka import FakePublisher, RawRecord
+from axis_adapters.retry import RetryPolicy
 from axis_contracts import DEFAULT_SCHEME, DeadLetter, topics
 from axis_discrepancy.service import DiscrepancyService
 
@@ -22,7 +23,7 @@ def make_service(fail: Any) -> tuple[DiscrepancyService, FakePublisher, list[lis
         scheme=DEFAULT_SCHEME,
         crystal_topic=topics.CRYSTAL_SCORED,
         user_topic=topics.USER_SCORED,
-        retry_delay_s=0.0,
+        retry=RetryPolicy(attempts=8, base_delay_s=0.0, max_delay_s=0.0),
     )
     applied: list[list[bytes]] = []
 

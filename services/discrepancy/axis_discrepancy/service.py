@@ -94,7 +94,6 @@ class DiscrepancyService:
         crystal_topic: str,
         user_topic: str,
         consumer: str = PRODUCER,
-        retry_delay_s: float = 0.5,
         retry: RetryPolicy | None = None,
         attempt_timeout_s: float = 30.0,
     ) -> None:
@@ -104,7 +103,7 @@ class DiscrepancyService:
         self._crystal_topic = crystal_topic
         self._user_topic = user_topic
         self._consumer = consumer
-        self._policy = retry or RetryPolicy(attempts=8, base_delay_s=retry_delay_s, max_delay_s=10.0)
+        self._policy = retry or RetryPolicy(attempts=8, base_delay_s=0.5, max_delay_s=10.0)
         self._attempt_timeout_s = attempt_timeout_s
         self._connect_timeout_s = min(10.0, attempt_timeout_s)
         self.dead_letters = DeadLetterSink(publisher, consumer)
