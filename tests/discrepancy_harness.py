@@ -12,7 +12,6 @@ from typing import Any
 import kafka_probe
 import psycopg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from axis_adapters.kafka import make_broker, publish_event
 from axis_contracts import (
     DEFAULT_SCHEME,
@@ -82,36 +81,44 @@ class Case:
 CASES = [Case(i, random.Random(1000 + i)) for i in range(N)]
 
 
-@pytest.fixture(scope="module")
-def settings(stack: Any) -> DiscrepancySettings:
+def discrepancy_settings(stack: Any, tag: str, key: str, **options: Any) -> DiscrepancySettings:
+    """Settings for a service on the embedded stack with its own consumer group and topics named by ``tag``."""
     opts = DiscrepancyOptions(
-        group_id=f"axis-discrepancy-it-{RUN}",
-        crystal_scored_topic=f"it-{RUN}.crystal-scored",
-        user_scored_topic=f"it-{RUN}.user-scored",
-        max_records=300,
-        batch_timeout_ms=50,
+        group_id=f"axis-discrepancy-{tag}",
+        crystal_scored_topic=f"{tag}.crystal-scored",
+        user_scored_topic=f"{tag}.user-scored",
         retry_delay_s=0.2,
+        **options,
     )
     return DiscrepancySettings(  # type: ignore[call-arg]
-        _env_file=str(stack.env_file), discrepancy=opts, lims=LimsOptions(api_key=SecretStr(KEY))
+        _env_file=str(stack.env_file), discrepancy=opts, lims=LimsOptions(api_key=SecretStr(key))
     )
+
+
+def insert_images(conninfo: str, rows: list[tuple[Any, ...]]) -> None:
+    """The images rows (event id, inspection, plate, well, uri, imaged_at): a user score may precede its ML score."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no, "
+            "imaging_mode, image_uri, imager_id, imaged_at) VALUES (%s, %s, %s, '96', %s, 1, 'visible', %s, 'it', %s)",
+            rows,
+        )
+
+
+@pytest.fixture(scope="module")
+def settings(stack: Any) -> DiscrepancySettings:
+    return discrepancy_settings(stack, f"it-{RUN}", KEY, max_records=300, batch_timeout_ms=50)
 
 
 @pytest.fixture(scope="module")
 async def service(settings: DiscrepancySettings) -> AsyncIterator[RunningService]:
     opts = settings.discrepancy
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, 3, 1) for t in (opts.crystal_scored_topic, opts.user_scored_topic)])
-    finally:
-        await admin.close()
-    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no, "
-            "imaging_mode, image_uri, imager_id, imaged_at) VALUES (%s, %s, %s, '96', %s, 1, 'visible', %s, 'it', %s)",
-            [(c.image_event, c.iid, c.plate, c.well, f"s3://axis-images/{c.iid}.png", c.ml.imaged_at) for c in CASES],
-        )
+    topics_ = [opts.crystal_scored_topic, opts.user_scored_topic]
+    await kafka_probe.create_topics(settings.kafka.bootstrap_servers, topics_)
+    insert_images(
+        settings.postgres.conninfo(),
+        [(c.image_event, c.iid, c.plate, c.well, f"s3://axis-images/{c.iid}.png", c.ml.imaged_at) for c in CASES],
+    )
     running = await RunningService.start(settings)
     yield running
     await running.stop()

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
 async def wait_until(check: Callable[[], bool], what: str, limit_s: float = 60, every_s: float = 0.2) -> None:
@@ -55,3 +56,13 @@ async def wait_committed(
             await asyncio.sleep(0.3)
     finally:
         await probe.stop()
+
+
+async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = 3) -> None:
+    """Create topics (replication 1) before a consumer group subscribes to them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, partitions, 1) for t in names])
+    finally:
+        await admin.close()

@@ -11,14 +11,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from axis_adapters.kafka import make_broker, publish_event
 from axis_contracts import CrystalScored, ModeScore, UserScored, topics
 from axis_core.discrepancy import ml_label
 from axis_discrepancy.app import serve
-from axis_discrepancy.settings import DiscrepancyOptions, DiscrepancySettings, LimsOptions
-from kafka_probe import read_topic
-from pydantic import SecretStr
+from discrepancy_harness import discrepancy_settings, insert_images
+from kafka_probe import create_topics, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -95,43 +93,34 @@ async def dead_letters(bootstrap: str) -> list[bytes]:
 async def test_a_postgres_restart_is_waited_out_and_consuming_resumes(stack: Any) -> None:
     from axis_stack import start_component, stop_component
 
-    opts = DiscrepancyOptions(
-        group_id=f"axis-discrepancy-rc-{RUN}",
-        crystal_scored_topic=f"rc-{RUN}.crystal-scored",
-        user_scored_topic=f"rc-{RUN}.user-scored",
+    settings = discrepancy_settings(
+        stack,
+        f"rc-{RUN}",
+        f"k-{RUN}",
         max_records=50,
         batch_timeout_ms=50,
-        retry_delay_s=0.2,
         retry_max_delay_s=2.0,
         attempt_timeout_s=10.0,
         watchdog_interval_s=0.5,
     )
-    settings = DiscrepancySettings(  # type: ignore[call-arg]
-        _env_file=str(stack.env_file), discrepancy=opts, lims=LimsOptions(api_key=SecretStr(f"k-{RUN}"))
-    )
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, 3, 1) for t in (opts.crystal_scored_topic, opts.user_scored_topic)])
-    finally:
-        await admin.close()
+    opts = settings.discrepancy
+    await create_topics(settings.kafka.bootstrap_servers, [opts.crystal_scored_topic, opts.user_scored_topic])
     conninfo = settings.postgres.conninfo()
-    with psycopg.connect(conninfo, autocommit=True) as conn:  # the images: a user score may come before its ML score
-        conn.cursor().executemany(
-            "INSERT INTO images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no, "
-            "imaging_mode, image_uri, imager_id, imaged_at) VALUES (%s, %s, %s, '96', %s, 1, 'visible', %s, 'it', %s)",
-            [
-                (
-                    uuid.uuid4(),
-                    ml.inspection_id,
-                    ml.plate_barcode,
-                    ml.well,
-                    f"s3://axis-images/{ml.inspection_id}.png",
-                    ml.imaged_at,
-                )
-                for ml, _ in (events(i) for i in range(70))
-            ],  # fmt: skip
-        )
+    images = [events(i)[0] for i in range(70)]
+    insert_images(
+        conninfo,
+        [
+            (
+                uuid.uuid4(),
+                m.inspection_id,
+                m.plate_barcode,
+                m.well,
+                f"s3://axis-images/{m.inspection_id}.png",
+                m.imaged_at,
+            )
+            for m in images
+        ],
+    )
     producer = make_broker(settings.kafka)
     await producer.start()
 
