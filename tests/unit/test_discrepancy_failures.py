@@ -9,33 +9,21 @@ import psycopg
 import pytest
 from axis_adapters.kafka import FakePublisher, RawRecord
 from axis_adapters.retry import RetryPolicy
-from axis_contracts import DEFAULT_SCHEME, DeadLetter, topics
+from axis_contracts import DeadLetter, topics
 from axis_discrepancy.service import DiscrepancyService
+from discrepancy_fakes import stub_service
 
 pytestmark = pytest.mark.unit
 
 
 def make_service(fail: Any) -> tuple[DiscrepancyService, FakePublisher, list[list[bytes]]]:
-    pub = FakePublisher()
-    svc = DiscrepancyService(
-        pool=None,  # type: ignore[arg-type]
-        publisher=pub,
-        scheme=DEFAULT_SCHEME,
-        crystal_topic=topics.CRYSTAL_SCORED,
-        user_topic=topics.USER_SCORED,
-        retry=RetryPolicy(attempts=8, base_delay_s=0.0, max_delay_s=0.0),
-    )
     applied: list[list[bytes]] = []
 
     async def process(records: Sequence[RawRecord]) -> None:
         fail(records)
         applied.append([r.value for r in records])
 
-    async def no_outbox(limit: int = 500) -> int:
-        return 0
-
-    svc._process = process  # type: ignore[method-assign]
-    svc.publish_pending = no_outbox  # type: ignore[method-assign]
+    svc, pub = stub_service(process, retry=RetryPolicy(attempts=8, base_delay_s=0.0, max_delay_s=0.0))
     return svc, pub, applied
 
 

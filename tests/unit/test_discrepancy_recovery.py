@@ -12,11 +12,12 @@ import psycopg
 import pytest
 from axis_adapters.kafka import FakePublisher, RawRecord
 from axis_adapters.retry import RetryPolicy
-from axis_contracts import DEFAULT_SCHEME, topics
+from axis_contracts import topics
 from axis_discrepancy import app
 from axis_discrepancy.app import RunningService, serve
 from axis_discrepancy.service import DiscrepancyService
 from axis_discrepancy.settings import DiscrepancyOptions, DiscrepancySettings
+from discrepancy_fakes import stub_service
 
 pytestmark = pytest.mark.unit
 
@@ -28,16 +29,6 @@ def make_service(
     outcomes: list[Any], *, attempt_timeout_s: float = 5.0
 ) -> tuple[DiscrepancyService, FakePublisher, list[int]]:
     """A service whose batch transaction does, per attempt, the next of ``outcomes`` (an exception, a hang, ok)."""
-    pub = FakePublisher()
-    svc = DiscrepancyService(
-        pool=None,  # type: ignore[arg-type]
-        publisher=pub,
-        scheme=DEFAULT_SCHEME,
-        crystal_topic=topics.CRYSTAL_SCORED,
-        user_topic=topics.USER_SCORED,
-        retry=FAST,
-        attempt_timeout_s=attempt_timeout_s,
-    )
     applied: list[int] = []
 
     async def process(records: Sequence[RawRecord]) -> None:
@@ -48,11 +39,7 @@ def make_service(
             raise outcome
         applied.append(len(records))
 
-    async def no_outbox(limit: int = 500) -> int:
-        return 0
-
-    svc._process = process  # type: ignore[method-assign]
-    svc.publish_pending = no_outbox  # type: ignore[method-assign]
+    svc, pub = stub_service(process, retry=FAST, attempt_timeout_s=attempt_timeout_s)
     return svc, pub, applied
 
 
