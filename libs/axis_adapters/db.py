@@ -33,12 +33,13 @@ def sync_pool(settings: PostgresSettings, *, max_size: int = 4) -> ConnectionPoo
 
 
 async def async_pool(
-    settings: PostgresSettings, *, max_size: int = 4, open_timeout_s: float = 30.0
+    settings: PostgresSettings, *, max_size: int = 4, open_timeout_s: float = 30.0, check_connections: bool = False
 ) -> AsyncConnectionPool:
     """An asynchronous pool, opened (close it on shutdown).
 
-    Connections are checked on checkout, so a restarted server's dead ones are replaced; a pool that cannot
-    open within ``open_timeout_s`` is closed before the error propagates (a retried start leaks no pool workers).
+    ``check_connections``: test each connection on checkout, so a restarted server's dead ones are replaced
+    instead of failing the caller's transaction. A pool that cannot open within ``open_timeout_s`` is closed
+    before the error propagates (a retried start leaks no pool workers).
     """
     pool = AsyncConnectionPool(
         settings.conninfo(),
@@ -46,7 +47,7 @@ async def async_pool(
         max_size=max_size,
         open=False,
         kwargs={"connect_timeout": 10},
-        check=AsyncConnectionPool.check_connection,
+        check=AsyncConnectionPool.check_connection if check_connections else None,
     )
     try:
         await pool.open(wait=True, timeout=open_timeout_s)

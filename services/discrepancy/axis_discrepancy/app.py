@@ -78,7 +78,10 @@ async def open_pool(settings: DiscrepancySettings) -> AsyncConnectionPool:
     """The service's pool, opened within one attempt's time budget."""
     opts = settings.discrepancy
     return await async_pool(
-        settings.postgres, max_size=opts.pool_size, open_timeout_s=min(30.0, opts.attempt_timeout_s)
+        settings.postgres,
+        max_size=opts.pool_size,
+        open_timeout_s=min(30.0, opts.attempt_timeout_s),
+        check_connections=True,
     )
 
 
