@@ -29,7 +29,7 @@ from peft import PeftModel
 from transformers import AttentionInterface
 
 from axis_model.classifier import CrystalClassifier, score_grouped
-from axis_model.preprocess import PreprocessConfig, preprocess_bytes
+from axis_model.preprocess import PreprocessConfig, preprocess_batch
 from axis_model.spec import CRYSTAL_INDEX, LABELS
 
 Variant = Literal["fp32", "bf16", "bf16mix", "int8mix", "int8"]
@@ -236,8 +236,8 @@ class FastScorer:
 
     def score_files(self, items: Sequence[tuple[str, bytes]]) -> np.ndarray:
         """Decode + score (mode, image bytes) items; raises ImageRejected for a bad image (decode first)."""
-        pixels = [(mode, preprocess_bytes(data, self.preprocess)) for mode, data in items]
-        return self.score_items(pixels)
+        pixels = preprocess_batch([data for _, data in items], self.preprocess)
+        return self.score_items([(mode, x) for (mode, _), x in zip(items, pixels, strict=True)])
 
     def label(self, probability: float, mode: str) -> str:
         """'crystal' if P(crystal) >= the mode's threshold, else 'other'."""

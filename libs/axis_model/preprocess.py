@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -151,12 +154,50 @@ def preprocess_bytes(data: bytes, config: PreprocessConfig) -> np.ndarray:
     return normalise(resize_gray(decode_gray(data, config), config.size), config)
 
 
-def preprocess_batch(items: Sequence[bytes], config: PreprocessConfig) -> np.ndarray:
-    """Several image files -> N x 3 x size x size float32 (raises ImageRejected on the first bad one)."""
+def preprocess_batch(items: Sequence[bytes], config: PreprocessConfig, *, parallel: bool = True) -> np.ndarray:
+    """Several image files -> N x 3 x size x size float32 (raises ImageRejected for the first bad one, in order).
+
+    With ``parallel`` the images are decoded and resized on one thread per CPU core (PIL releases the GIL while
+    it decodes and resamples): the same pixels, about 2x faster on 2 cores while the model is not running.
+    """
     out = np.empty((len(items), 3, config.size, config.size), dtype=np.float32)
-    for i, data in enumerate(items):
-        out[i] = preprocess_bytes(data, config)
+
+    def fill(i: int) -> None:
+        out[i] = preprocess_bytes(items[i], config)
+
+    if parallel and len(items) > 1 and _cpu_count() > 1:
+        for future in [_decode_pool().submit(fill, i) for i in range(len(items))]:
+            future.result()
+    else:
+        for i in range(len(items)):
+            fill(i)
     return out
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_cpu_count(), thread_name_prefix="axis-decode")
+        return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    # A forked child inherits the executor object but not its threads: start a fresh one there when needed.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def random_flip(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

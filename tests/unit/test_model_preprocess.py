@@ -152,3 +152,19 @@ def test_flip_augmentation_only_flips() -> None:
         assert len(matches) == 1
         seen.add(matches[0])
     assert seen == {0, 1, 2, 3}
+
+
+def test_parallel_batch_gives_the_sequential_pixels_and_rejects_the_first_bad_image() -> None:
+    rng = np.random.default_rng(3)
+    files = []
+    for i in range(5):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (300 + 17 * i, 260), dtype=np.uint8), mode="L").save(buf, format="JPEG")
+        files.append(buf.getvalue())
+    config = PreprocessConfig(size=56)
+    parallel = preprocess_batch(files, config)
+    assert np.array_equal(parallel, preprocess_batch(files, config, parallel=False))
+    assert np.array_equal(parallel[3], preprocess_bytes(files[3], config))
+    bad = [files[0], b"not an image", files[1], files[2][:40]]
+    with pytest.raises(ImageRejected, match="undecodable image"):  # the first bad one, not the truncated one
+        preprocess_batch(bad, config)
