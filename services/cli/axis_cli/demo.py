@@ -120,24 +120,6 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
     )
 
 
-def quiet_libraries() -> None:
-    """No download / weight-loading progress bars or library deprecation chatter in the demo's output."""
-    import os
-    import warnings
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    import logging
-
-    import mlflow  # noqa: F401 - configures its loggers on import; quieten them afterwards
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-
-
 def limit_threads(n: int) -> None:
     """CPU threads of torch / OpenMP in this process and (through the environment) in every service."""
     import os
@@ -154,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     if opts is None:
         return 0
+    from axis_adapters.console import quiet_libraries
+
     quiet_libraries()
     limit_threads(opts.torch_threads)
     from axis_cli.demo_run import DemoRun

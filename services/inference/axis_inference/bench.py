@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from axis_adapters.console import quiet_libraries
 from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.registry import ModelRegistry
 from axis_contracts import CrystalScored, topics
@@ -195,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--base", default="base", help="'base', 'tiny' or a local DINOv2 directory")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
+    quiet_libraries()  # no MLflow download bars or run URLs between the tables
     n = args.n or (64 if args.size == 224 else 32)
     events = args.events or n
     model = run_model_benchmark(args.size, n, args.base)
