@@ -37,7 +37,6 @@ VARIANTS: tuple[Variant, ...] = ("fp32", "bf16", "bf16mix", "int8mix", "int8")
 ATTENTION_IN = ("q_proj", "k_proj", "v_proj")
 CHUNKED_ATTENTION = "axis_chunked"
 QUERY_BLOCK = 256
-SDPA_MAX_TOKENS = 512
 
 
 def chunked_attention(
@@ -50,24 +49,31 @@ def chunked_attention(
     dropout: float = 0.0,
     **kwargs: object,
 ) -> tuple[torch.Tensor, None]:
-    """Inference attention (B x H x N x D in, B x N x H x D out): SDPA for short sequences, else softmax(QK^T)V
-    over blocks of QUERY_BLOCK queries per image, in the inputs' dtype (softmax accumulates in fp32)."""
+    """Inference attention (B x H x N x D in, B x N x H x D out): on CPU, softmax(QK^T)V per image over about
+    QUERY_BLOCK queries at a time, in the inputs' dtype (softmax accumulates in fp32); elsewhere SDPA.
+
+    Measured on 2 Zen 4 cores in bf16 (12 heads, dim 64): 257 tokens x 8 images 8.2 ms a layer vs SDPA's
+    14.2; 1370 tokens 24 ms a layer per image vs 39. Each image's scores stay in cache; one bmm over the
+    whole batch is slower than SDPA.
+    """
     if attention_mask is not None or dropout:
         raise ValueError("chunked_attention is for inference without masks or dropout")
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
     batch, heads, tokens, dim = query.shape
-    if tokens <= SDPA_MAX_TOKENS or query.device.type != "cpu":  # the blocks are a CPU measure; GPUs have flash
+    if query.device.type != "cpu":  # the blocks are a CPU measure; GPUs have flash attention
         out = torch.nn.functional.scaled_dot_product_attention(query, key, value, scale=scale)
         return out.transpose(1, 2).contiguous(), None
+    blocks = max(1, round(tokens / QUERY_BLOCK))
+    step = -(-tokens // blocks)  # equal blocks: 257 tokens -> 1 block, 1370 -> 5 of 274 (not 5 x 256 + 90)
     out = torch.empty((batch, tokens, heads, dim), dtype=query.dtype, device=query.device)
     for b in range(batch):
         # contiguous once per image, so the block matmuls below read strided views without copies
         q = (query[b] * scale).contiguous()
         kt = key[b].transpose(-1, -2).contiguous()
         v = value[b].contiguous()
-        for start in range(0, tokens, QUERY_BLOCK):
-            scores = torch.bmm(q[:, start : start + QUERY_BLOCK], kt)
-            out[b, start : start + QUERY_BLOCK] = torch.bmm(torch.softmax(scores, dim=-1), v).transpose(0, 1)
+        for start in range(0, tokens, step):
+            scores = torch.bmm(q[:, start : start + step], kt)
+            out[b, start : start + step] = torch.bmm(torch.softmax(scores, dim=-1), v).transpose(0, 1)
     return out, None
 
 

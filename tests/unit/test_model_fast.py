@@ -98,7 +98,7 @@ def test_mixed_precision_keeps_the_residual_stream_norms_and_head_in_fp32(classi
         FastScorer.from_classifier(classifier, variant="fp8")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("tokens", [257, 1370])
+@pytest.mark.parametrize("tokens", [65, 257, 600, 1370])
 def test_chunked_attention_matches_sdpa(tokens: int) -> None:
     from axis_model.fast import chunked_attention
 
