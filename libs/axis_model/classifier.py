@@ -187,10 +187,12 @@ def build_classifier(
     model = load_base_model(base)
     sha = base_fingerprint(base, model)
     image_size = int(getattr(model.config, "image_size", 518))
-    peft_model = get_peft_model(model, lora_config(lora), adapter_name=modes[0])
-    assert isinstance(peft_model, PeftModel)
-    for mode in modes[1:]:
-        peft_model.add_adapter(mode, lora_config(lora))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(base.seed)  # the same fresh adapters (LoRA A init) on every build of the same spec
+        peft_model = get_peft_model(model, lora_config(lora), adapter_name=modes[0])
+        assert isinstance(peft_model, PeftModel)
+        for mode in modes[1:]:
+            peft_model.add_adapter(mode, lora_config(lora))
     peft_model.set_adapter(modes[0])
     peft_model.eval()
     return CrystalClassifier(

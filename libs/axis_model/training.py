@@ -34,6 +34,7 @@ def train_mode(
 ) -> list[float]:
     """Train one mode's LoRA + head with AdamW, flips and weighted cross-entropy; returns the losses."""
     rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)  # LoRA dropout
     model = classifier.model
     classifier.use(mode)
     params = [p for p in model.parameters() if p.requires_grad]

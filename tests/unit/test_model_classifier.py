@@ -89,3 +89,17 @@ def test_training_one_mode_leaves_the_other_untouched() -> None:
     changed = {n for n, p in clf.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(".visible" in n for n in changed)
     assert any("lora_B.visible" in n for n in changed) and any("modules_to_save.visible" in n for n in changed)
+
+
+def test_same_spec_builds_the_same_fresh_adapters_and_trains_the_same() -> None:
+    torch.manual_seed(123)  # whatever the caller's RNG state was
+    a = build_classifier(BaseSpec.tiny(), LoraSpec())
+    torch.rand(7)
+    b = build_classifier(BaseSpec.tiny(), LoraSpec())
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys() and any("lora_A" in k for k in sa)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    labels = np.array([0, 1, 0, 1])
+    la = train_mode(a, "visible", _pixels(4), labels, steps=3, batch_size=4, lr=1e-2)
+    lb = train_mode(b, "visible", _pixels(4), labels, steps=3, batch_size=4, lr=1e-2)
+    assert la == lb  # LoRA dropout is seeded too
