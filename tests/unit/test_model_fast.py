@@ -92,7 +92,7 @@ def test_mixed_precision_keeps_the_residual_stream_norms_and_head_in_fp32(classi
     assert model.classifier.weight.dtype == torch.float32
     assert model.dinov2.layernorm.weight.dtype == torch.float32
     assert model.dinov2.encoder.layer[0].norm1.weight.dtype == torch.float32
-    assert model.dinov2.encoder.layer[0].mlp.fc1.weight.dtype == torch.bfloat16
+    assert model.dinov2.encoder.layer[0].mlp.fc1.weight_dtype == torch.bfloat16
     assert np.abs(fast.score({"visible": x})["visible"] - expected).max() < 0.05
     with pytest.raises(ValueError, match="unknown variant"):
         FastScorer.from_classifier(classifier, variant="fp8")  # type: ignore[arg-type]
@@ -131,3 +131,30 @@ def test_borderline_search_lands_images_in_the_band() -> None:
     images, probs = borderline_drops(darkness_probability, 3, seed=5, size=(230, 192))
     assert len(images) == 3 and all(0.2 <= p <= 0.8 for p in probs), probs
     assert [darkness_probability(d) for d in images] == probs
+
+
+@pytest.mark.skipif(not __import__("axis_model.fast").fast.packed_bf16_available(), reason="no oneDNN bf16 here")
+@pytest.mark.parametrize("gelu", [False, True])
+def test_packed_bf16_linear_equals_the_plain_bf16_linear(gelu: bool) -> None:
+    from axis_model.fast import CastLinear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 96)
+    x = torch.randn(2, 33, 64)
+    packed = CastLinear(linear, torch.float32, gelu=gelu, packed=True)
+    plain = CastLinear(linear, torch.float32, gelu=gelu, packed=False)
+    assert packed.packed and not plain.packed and packed.weight_dtype == plain.weight_dtype == torch.bfloat16
+    got, want = packed(x), plain(x)
+    assert got.shape == want.shape == (2, 33, 96) and got.dtype == torch.float32
+    # the matmul is bit-identical; the fused GELU is evaluated before the bf16 rounding (within one bf16 ulp)
+    torch.testing.assert_close(got, want, atol=0 if not gelu else 2e-2, rtol=0 if not gelu else 1e-2)
+    exact = torch.nn.functional.gelu(torch.nn.functional.linear(x, linear.weight, linear.bias)) if gelu else None
+    if exact is not None:
+        assert (got - exact).abs().max() <= (want - exact).abs().max() + 1e-6
+
+
+def test_bf16_variants_fuse_the_mlp_gelu_into_fc1(classifier) -> None:  # type: ignore[no-untyped-def]
+    for variant in ("bf16", "bf16mix"):
+        model = FastScorer.from_classifier(classifier, variant=variant, modes=["visible"]).models["visible"]  # type: ignore[arg-type]
+        mlp = model.dinov2.encoder.layer[0].mlp
+        assert mlp.fc1.gelu and isinstance(mlp.activation_fn, torch.nn.Identity)
