@@ -132,6 +132,7 @@ class CastLinear(torch.nn.Module):
             attr, algorithm = ("gelu", "none") if self.gelu else ("none", "")
             y = torch.ops.mkldnn._linear_pointwise(x, self._packed_weight, self.bias, attr, [], algorithm)
         else:
+            assert self.weight is not None
             y = torch.nn.functional.linear(x, self.weight, self.bias)
             if self.gelu:
                 y = torch.nn.functional.gelu(y)
