@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 
@@ -64,3 +65,19 @@ def test_barcode_prefix_renames_plates_but_keeps_the_drops() -> None:
     assert {im.plate_barcode for im in tagged} == {"FACB-run7-2-001"}
     assert all(im.inspection_id.startswith("FACB-run7-2-001-") for im in tagged)
     assert [(im.seed, im.drop_seed, im.label) for im in tagged] == [(im.seed, im.drop_seed, im.label) for im in plain]
+
+
+async def test_a_stop_request_ends_the_run_after_the_current_image() -> None:
+    store, pub = InMemoryObjectStore(), FakePublisher()
+    config = RobotConfig(domain="B", plates=1, wells=6, inspections=2, seed=3, run_id="run-stop")
+    stop = asyncio.Event()
+
+    def progress(done: int, total: int) -> None:
+        if done == 5:
+            stop.set()  # what the SIGTERM handler does
+
+    run = await run_robot(config, store=store, publisher=pub, on_progress=progress, stop=stop)
+    events = [parse_event(raw, ImageCaptured) for raw in pub.on(topics.IMAGE_CAPTURED)]
+    assert run.stopped and run.planned == 24 and run.events == len(events) == 5
+    assert all(store.get_bytes(e.image_uri) for e in events)  # every announced image is stored
+    assert [e.image_uri for e in events] == run.uris

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -180,6 +181,8 @@ class RobotRun:
     events: int = 0
     seconds: float = 0.0
     uris: list[str] = field(default_factory=list)
+    planned: int = 0
+    stopped: bool = False  # asked to stop (SIGTERM / SIGINT) before every planned image was announced
 
 
 ProgressFn = Callable[[int, int], None]
@@ -193,8 +196,13 @@ async def run_robot(
     images: Sequence[PlannedImage] | None = None,
     on_progress: ProgressFn | None = None,
     producer: str = PRODUCER,
+    stop: asyncio.Event | None = None,
 ) -> RobotRun:
-    """Write truth.json, then render + upload + announce every image at ``config.rate`` images/s."""
+    """Write truth.json, then render + upload + announce every image at ``config.rate`` images/s.
+
+    When ``stop`` is set the run ends after the image being announced: every image it announced is in the
+    store, no event is half sent, and images rendered ahead but not announced are left unannounced.
+    """
     t0 = time.monotonic()
     domain = config.domain_obj()
     todo = list(images) if images is not None else plan(config)
@@ -203,7 +211,7 @@ async def run_robot(
     t_uri = truth_uri(config.bucket, run_id)
     store.ensure_bucket(config.bucket)
     await asyncio.to_thread(store.put_bytes, t_uri, json.dumps(truth, indent=1).encode(), "application/json")
-    run = RobotRun(run_id=run_id, truth_uri=t_uri, truth=truth, plates=list(truth["plates"]))
+    run = RobotRun(run_id=run_id, truth_uri=t_uri, truth=truth, plates=list(truth["plates"]), planned=len(todo))
     content_type = "image/jpeg" if config.image_format == "jpg" else "image/png"
     loop = asyncio.get_running_loop()
 
@@ -216,6 +224,11 @@ async def run_robot(
     with ThreadPoolExecutor(max_workers=config.render_threads, thread_name_prefix="robot-render") as pool:
         pending = [loop.run_in_executor(pool, produce, im) for im in todo[:window]]
         for i, im in enumerate(todo):
+            if stop is not None and stop.is_set():
+                run.stopped = True
+                for future in pending[i:]:
+                    future.cancel()
+                break
             uri = await pending[i]
             if i + window < len(todo):
                 pending.append(loop.run_in_executor(pool, produce, todo[i + window]))
@@ -259,6 +272,10 @@ async def _main_async(config: RobotConfig) -> RobotRun:
 
     settings = load_settings(ServiceSettings)
     broker = make_broker(settings.kafka)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)  # finish the current image, flush the producer, report
     await broker.start()
     try:
         last = [0.0]
@@ -268,9 +285,13 @@ async def _main_async(config: RobotConfig) -> RobotRun:
                 last[0] = time.monotonic()
                 print(f"robot: {done}/{total} images", flush=True)
 
-        return await run_robot(config, store=MinioObjectStore(settings.s3), publisher=broker, on_progress=progress)
+        return await run_robot(
+            config, store=MinioObjectStore(settings.s3), publisher=broker, on_progress=progress, stop=stop
+        )
     finally:
         await broker.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,9 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         barcode_prefix=a.barcode_prefix,
     )
     run = asyncio.run(_main_async(config))
+    stopped = f" (stopped by a signal after {run.events} of {run.planned} images)" if run.stopped else ""
     print(
         f"robot: {run.events} ImageCaptured for plates {', '.join(run.plates)} in {run.seconds:.1f}s; "
-        f"truth in {run.truth_uri}",
+        f"truth in {run.truth_uri}{stopped}",
         flush=True,
     )
     return 0
