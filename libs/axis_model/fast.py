@@ -19,6 +19,7 @@ the benchmark shows. Batching barely changes throughput on 2 cores, so batches r
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -86,6 +87,7 @@ def default_chunk(size: int) -> int:
     return 8 if size <= 336 else 2
 
 
+@functools.cache
 def packed_bf16_available() -> bool:
     """oneDNN can run bf16 linears from pre-packed weights here (CPU builds with mkldnn and bf16 support)."""
     try:
@@ -113,7 +115,6 @@ class CastLinear(torch.nn.Module):
         self.out_dtype = out_dtype
         self.gelu = gelu
         self.packed = packed_bf16_available() and weight.device.type == "cpu" if packed is None else packed
-        self.in_features, self.out_features = linear.in_features, linear.out_features
         if self.packed:
             self._packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight, None)
             self.weight = None
