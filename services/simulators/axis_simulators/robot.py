@@ -272,11 +272,11 @@ async def _main_async(config: RobotConfig) -> RobotRun:
 
     settings = load_settings(ServiceSettings)
     broker = make_broker(settings.kafka)
+    await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)  # finish the current image, flush the producer, report
-    await broker.start()
     try:
         last = [0.0]
 
