@@ -25,7 +25,7 @@ from psycopg import sql
 from axis_stack import procs
 from axis_stack.procs import ProcRecord
 
-BUCKETS = ("axis-images", "axis-datasets", "axis-mlflow")
+BUCKETS = ("axis-images", "axis-datasets", "axis-mlflow", "axis-dead-letters")
 TANSU_BUCKET = "axis-tansu"
 TOPIC_PARTITIONS = 3
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")

@@ -29,15 +29,34 @@ T = TypeVar("T")
 Kind = Literal["transient", "permanent"]
 
 
+# Broker errors caused by the message itself: sending it again fails the same way, so they are permanent for
+# that record (the caller dead-letters it, or a smaller form of it). Every other broker error is about the
+# broker or the network and is transient.
+_KAFKA_CONTENT_ERRORS = (
+    "MessageSizeTooLargeError",
+    "RecordTooLargeError",
+    "InvalidTopicError",
+    "CorruptRecordError",
+    "UnsupportedForMessageFormatError",
+    "InvalidRecordError",
+)
+
+
 def classify(exc: BaseException) -> Kind:
-    """``transient`` for errors worth retrying (database, object store, broker, network), else ``permanent``."""
+    """``transient`` for errors worth retrying (database, object store, broker, network), else ``permanent``.
+
+    The one rule every service uses (issue: one bad message must never stop scoring): a broker error caused by
+    the message's content (too large, invalid topic) is permanent, an unreachable broker is transient.
+    """
     if isinstance(exc, ObjectStoreUnavailable | ConnectionError | TimeoutError) or db_is_transient(exc):
         return "transient"
     try:
         from aiokafka.errors import KafkaError
     except ImportError:  # pragma: no cover - aiokafka is a project dependency
         return "permanent"
-    return "transient" if isinstance(exc, KafkaError) else "permanent"
+    if not isinstance(exc, KafkaError):
+        return "permanent"
+    return "permanent" if type(exc).__name__ in _KAFKA_CONTENT_ERRORS else "transient"
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -18,11 +18,19 @@ DEV_PASSWORDS = frozenset({"axis", "axis-dev", "minioadmin", "postgres", "change
 
 
 class KafkaSettings(BaseModel):
-    """Kafka-protocol broker."""
+    """Kafka-protocol broker, and the message-size limits that producers and consumers share.
+
+    An event is at most ``axis_contracts.limits.MAX_EVENT_BYTES`` (1 MiB); a larger one is dead-lettered. The
+    producers' ``max_request_size`` is set above that (so a dead letter of an event near the limit still goes),
+    and a dead letter keeps at most ``dead_letter_keep_bytes`` of the raw message (the whole message goes to the
+    object store). The broker must accept ``max_request_size`` (Kafka: ``message.max.bytes``).
+    """
 
     bootstrap_servers: str = "127.0.0.1:9092"
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
+    max_request_size: int = Field(default=2 * 1_048_576, ge=1_048_576)
+    dead_letter_keep_bytes: int = Field(default=65_536, ge=1024)
 
 
 class PostgresSettings(BaseModel):
@@ -76,6 +84,9 @@ class ServiceSettings(BaseSettings):
 
     env: Literal["dev", "test", "production"] = Field(
         default="dev", validation_alias=AliasChoices("AXIS_ENV", "ENV", "env")
+    )
+    max_future_skew_s: float = Field(
+        default=600.0, ge=0.0, description="how far in the future an event's times may lie (sender clock skew)"
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

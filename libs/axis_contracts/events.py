@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from axis_contracts import topics
+from axis_contracts.limits import EventTime, Identifier, Text, check_no_control
 from axis_contracts.wells import PlateType, experiment_key, validate_well
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Barcode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-Identifier = Annotated[str, Field(min_length=1, max_length=128)]
 S3Uri = Annotated[str, Field(min_length=6, max_length=1024, pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.+")]
 MlLabel = Literal["crystal", "other"]
 Drop = Annotated[int, Field(ge=1, le=16)]
@@ -44,11 +45,20 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     TOPIC: ClassVar[str] = ""
+    # text fields where tab / newline are allowed; fields not checked for control characters at all
+    FREE_TEXT: ClassVar[frozenset[str]] = frozenset()
+    UNCHECKED_TEXT: ClassVar[frozenset[str]] = frozenset()
     event_id: UUID = Field(default_factory=uuid4)
     event_type: str
     schema_version: int = Field(default=1, ge=1)
-    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    occurred_at: EventTime = Field(default_factory=lambda: datetime.now(UTC))
     producer: Identifier
+
+    @model_validator(mode="after")
+    def _no_control_characters(self) -> Any:
+        # PostgreSQL cannot store NUL and no id or label needs a control character: refuse them in every field
+        check_no_control(self, free_text=self.FREE_TEXT, skip=self.UNCHECKED_TEXT)
+        return self
 
     @field_validator("occurred_at", mode="after")
     @classmethod
@@ -100,7 +110,7 @@ class ImageCaptured(_DropEvent):
     TOPIC: ClassVar[str] = topics.IMAGE_CAPTURED
     event_type: Literal["ImageCaptured"] = "ImageCaptured"
     inspection_id: Identifier
-    imaged_at: AwareDatetime
+    imaged_at: EventTime
     imaging_mode: ImagingMode
     image_uri: S3Uri
     imager_id: Identifier = "imager-1"
@@ -134,14 +144,14 @@ class CrystalScored(_DropEvent):
     TOPIC: ClassVar[str] = topics.CRYSTAL_SCORED
     event_type: Literal["CrystalScored"] = "CrystalScored"
     inspection_id: Identifier
-    imaged_at: AwareDatetime
+    imaged_at: EventTime
     scores: dict[ImagingMode, ModeScore] = Field(min_length=1)
     fused_probability: Probability
     label: MlLabel
     threshold: Probability
     model_name: Identifier
     model_version: Identifier
-    scored_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    scored_at: EventTime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")
     def _fused_is_max(self) -> CrystalScored:
@@ -163,8 +173,8 @@ class UserScored(Event):
     well: str | None = None
     drop: Drop | None = None
     user_id: Identifier
-    score: Annotated[str, Field(min_length=1, max_length=64)]
-    scored_at: AwareDatetime
+    score: Annotated[Text, Field(min_length=1, max_length=64)]
+    scored_at: EventTime
 
     @field_validator("scored_at", mode="after")
     @classmethod
@@ -262,6 +272,7 @@ class ModelPromoted(Event):
     """An admin moved the ``champion`` alias to a version."""
 
     TOPIC: ClassVar[str] = topics.MODEL_PROMOTED
+    FREE_TEXT: ClassVar[frozenset[str]] = frozenset({"reason"})
     event_type: Literal["ModelPromoted"] = "ModelPromoted"
     model_name: Identifier
     version: Identifier
@@ -282,6 +293,8 @@ class DeadLetter(Event):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
     TOPIC: ClassVar[str] = topics.DEAD_LETTER
+    # the raw message and the error are kept as they were: they are evidence, never stored in PostgreSQL
+    UNCHECKED_TEXT: ClassVar[frozenset[str]] = frozenset({"raw_value", "error", "source_key", "source_topic"})
     event_type: Literal["DeadLetter"] = "DeadLetter"
     source_topic: str
     partition: int | None = None
@@ -293,20 +306,39 @@ class DeadLetter(Event):
     error: str
     consumer: str
     attempts: int = 1
+    # schema 1 fields above; the ones below are optional additions (a too-large raw message is truncated here
+    # and kept whole in the object store)
+    raw_length: int | None = Field(default=None, ge=0, description="length of the original message in bytes")
+    raw_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    raw_truncated: bool = False
+    raw_uri: str | None = Field(default=None, description="s3:// copy of the whole message when raw_truncated")
 
     def raw_bytes(self) -> bytes:
-        """The original message bytes, for replay."""
+        """The original message bytes, for replay (only the kept prefix when ``raw_truncated``)."""
         if self.raw_encoding == "hex":
             return bytes.fromhex(self.raw_value)
         return self.raw_value.encode()
 
     @classmethod
-    def wrap(cls, *, raw: bytes, source_topic: str, error: Exception | str, consumer: str, **extra: Any) -> DeadLetter:
-        """Build a dead-letter record around raw message bytes and the error that rejected them."""
-        try:
-            text, enc = raw.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            text, enc = raw.hex(), "hex"
+    def wrap(
+        cls,
+        *,
+        raw: bytes,
+        source_topic: str,
+        error: Exception | str,
+        consumer: str,
+        keep_bytes: int | None = None,
+        raw_uri: str | None = None,
+        **extra: Any,
+    ) -> DeadLetter:
+        """Build a dead-letter record around raw message bytes and the error that rejected them.
+
+        With ``keep_bytes``, a longer message keeps only its first ``keep_bytes`` bytes here (``raw_truncated``);
+        its length and SHA-256 are always recorded, and ``raw_uri`` says where the whole message was copied.
+        """
+        truncated = keep_bytes is not None and len(raw) > keep_bytes
+        kept = raw[:keep_bytes] if truncated else raw
+        text, enc = _as_text(kept, truncated=truncated)
         etype = type(error).__name__ if isinstance(error, Exception) else "Rejected"
         return cls(
             producer=consumer,
@@ -316,8 +348,22 @@ class DeadLetter(Event):
             error_type=etype,
             error=str(error)[:4000],
             consumer=consumer,
+            raw_length=len(raw),
+            raw_sha256=hashlib.sha256(raw).hexdigest(),
+            raw_truncated=truncated,
+            raw_uri=raw_uri,
             **extra,
         )
+
+
+def _as_text(raw: bytes, *, truncated: bool) -> tuple[str, str]:
+    """UTF-8 text when the bytes are UTF-8 (a cut multi-byte character at the end is dropped), else hex."""
+    for cut in range(4 if truncated else 1):
+        try:
+            return raw[: len(raw) - cut].decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            continue
+    return raw.hex(), "hex"
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

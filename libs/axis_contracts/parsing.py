@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from axis_contracts.events import EVENT_TYPES, TOPIC_EVENTS, Event
+from axis_contracts.limits import MAX_EVENT_BYTES
 
 E = TypeVar("E", bound=Event)
 
@@ -20,18 +21,28 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
+class MessageTooLarge(InvalidEvent):
+    """A message over the size limit of events (``axis_contracts.limits.MAX_EVENT_BYTES``)."""
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem: ``field.path: message``."""
     parts = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(event)"
+        loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
-        parts.append(f"{loc}: {msg}")
+        if not loc:  # a whole-event rule: its message names the field itself
+            parts.append(msg.removeprefix("Value error, "))
+            continue
+        parts.append(f"{loc}: {msg.removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 
-def decode_json(raw: bytes | str) -> Any:
-    """Decode a raw message as JSON; raise InvalidEvent saying why it is not JSON."""
+def decode_json(raw: bytes | str, *, max_bytes: int | None = MAX_EVENT_BYTES) -> Any:
+    """Decode a raw message as JSON; raise InvalidEvent saying why it is not JSON (or is too large)."""
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if max_bytes is not None and size > max_bytes:
+        raise MessageTooLarge(f"message is {size} bytes; an event is at most {max_bytes} bytes")
     if isinstance(raw, bytes):
         if len(raw) == 0:
             raise InvalidEvent("empty message")
@@ -49,24 +60,27 @@ def decode_json(raw: bytes | str) -> Any:
         raise InvalidEvent("message nests JSON arrays/objects too deeply to be an event") from None
 
 
-def validate_event(data: Any, model: type[E]) -> E:
-    """Validate decoded JSON as ``model``; raise InvalidEvent naming the field and the problem."""
+def validate_event(data: Any, model: type[E], *, context: dict[str, Any] | None = None) -> E:
+    """Validate decoded JSON as ``model``; raise InvalidEvent naming the field and the problem.
+
+    ``context`` reaches the field rules (e.g. ``{"max_future_skew_s": 600}``, see ``axis_contracts.limits``).
+    """
     if not isinstance(data, dict):
         raise InvalidEvent(f"message must be a JSON object, got {type(data).__name__}")
     etype = data.get("event_type")
     if etype is not None and etype != model.__name__:
         raise InvalidEvent(f"event_type: expected {model.__name__!r}, got {str(etype)[:80]!r}")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise InvalidEvent(describe_validation_error(exc)) from None
     except RecursionError:
         raise InvalidEvent("message nests too deeply to be an event") from None
 
 
-def parse_event(raw: bytes | str, model: type[E]) -> E:
+def parse_event(raw: bytes | str, model: type[E], *, context: dict[str, Any] | None = None) -> E:
     """Validate raw JSON bytes as ``model``; raise InvalidEvent naming the field and the problem."""
-    return validate_event(decode_json(raw), model)
+    return validate_event(decode_json(raw), model, context=context)
 
 
 def model_for_topic(topic: str) -> type[Event]:

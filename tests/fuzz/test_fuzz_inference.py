@@ -84,7 +84,6 @@ def run_batch(records: list[RawRecord], store: InMemoryObjectStore) -> tuple[InM
             io_executor=None,
             model_executor=None,
             retry_backoff_s=0.0,
-            max_batch_attempts=1,
         )
         await proc.handle(records)
 

@@ -109,7 +109,6 @@ class Rig:
             model_executor=None,
             retry_backoff_s=0.0,
             retry_backoff_max_s=0.0,
-            max_batch_attempts=2,
         )
 
     def scored(self) -> list[CrystalScored]:
@@ -231,15 +230,41 @@ async def test_failed_commit_after_publish_republishes_the_same_event_id() -> No
     assert first.event_id == again.event_id and len(rig.repo.image_scores) == 1
 
 
-async def test_a_poison_batch_is_retried_then_dead_lettered() -> None:
+async def test_a_poison_batch_is_dead_lettered_at_once_not_retried() -> None:
     rig = Rig()
     batch = [captured(rig.store, "insp", "visible", png(100))]
     rig.scorer.fail = RuntimeError("kernel exploded")
-    with pytest.raises(RuntimeError):
-        await rig.proc.handle(batch)
-    assert await rig.proc.handle(batch) is None  # second attempt of 2: dead-lettered, offsets may move on
+    result = await rig.proc.handle(batch)  # a permanent error: no redelivery loop, offsets move on
+    assert result is not None and result.dead_lettered == 1
     assert [d.error for d in rig.dead()] == ["kernel exploded"]
     assert rig.repo.image_scores == {}
+
+
+class PoisonOnce(GreyScorer):
+    """Fails any scoring call that includes an image of exactly one brightness (a record-specific bug)."""
+
+    def score(self, items: Sequence[tuple[str, np.ndarray]]) -> list[float]:
+        if any(abs(float(px.mean()) - 7 / 255) < 1e-3 for _, px in items):
+            raise RuntimeError("kernel exploded on this image")
+        return super().score(items)
+
+
+async def test_one_failing_record_is_isolated_and_its_neighbours_of_every_partition_are_scored() -> None:
+    rig = Rig()
+    await rig.holder.swap(PoisonOnce())
+    recs = []
+    for i in range(13):
+        rec = captured(rig.store, f"insp-{i}", "visible", png(7 if i == 5 else 100 + i))
+        recs.append(RawRecord(rec.topic, i % 3, 100 + i, rec.key, rec.value))
+    recs.append(recs[2])  # a duplicate in the same batch is dropped, not dead-lettered
+    result = await rig.proc.handle(recs)
+    assert result is not None
+    assert len(rig.repo.image_scores) == 12
+    assert [(d.partition, d.offset, d.error) for d in rig.dead()] == [(2, 105, "kernel exploded on this image")]
+    # the redelivered batch scores nothing twice; its dead letter keeps its id (PostgreSQL claims stop a resend)
+    await rig.proc.handle(recs)
+    assert len(rig.repo.image_scores) == 12
+    assert len({d.event_id for d in rig.dead()}) == 1
 
 
 async def test_new_model_version_scores_new_images_after_a_swap() -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from axis_adapters.db import async_pool
 from axis_adapters.kafka import consumer_options, make_broker, records_of
+from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.retry import RetryPolicy, retry_async
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
@@ -97,6 +98,9 @@ def build_service(settings: DiscrepancySettings, *, pool: AsyncConnectionPool, b
         consumer=opts.group_id,
         retry=batch_policy(opts),
         attempt_timeout_s=opts.attempt_timeout_s,
+        store=MinioObjectStore(settings.s3),
+        dead_letter_keep_bytes=settings.kafka.dead_letter_keep_bytes,
+        max_future_skew_s=settings.max_future_skew_s,
     )
 
 

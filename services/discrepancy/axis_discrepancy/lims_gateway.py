@@ -7,22 +7,26 @@ or ``X-API-Key``. Adapters are built in :func:`main` / the lifespan only; tests 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 from uuid import UUID, uuid4
 
 from axis_adapters import discrepancy_repo as repo
 from axis_adapters.kafka import Publisher, publish_event
+from axis_adapters.retry import is_transient
 from axis_contracts import ScoreScheme, UnknownScoreClass, UserScored, describe_validation_error, topics
+from axis_contracts.limits import EventTime
 from axis_core.stats import StatsReport, check_group_by
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from axis_discrepancy.service import unknown_inspection_message
 from axis_discrepancy.settings import DiscrepancySettings
@@ -43,6 +47,28 @@ class StatsSource(Protocol):
     async def stats(self, group_by: str) -> StatsReport: ...
 
 
+class RequestLedger(Protocol):
+    """Remembers accepted scores by event_id, so a re-sent request is answered as before, never applied twice."""
+
+    async def record(self, event: UserScored, digest: str, publish: Callable[[], Awaitable[None]]) -> str | None:
+        """Publish and remember ``event`` unless its id is known; return the known content digest if it is."""
+        ...
+
+
+class MemoryLedger:
+    """A single-process ledger (tests, one-off tools); the service uses :class:`PgGatewayStore`."""
+
+    def __init__(self) -> None:
+        self.digests: dict[UUID, str] = {}
+
+    async def record(self, event: UserScored, digest: str, publish: Callable[[], Awaitable[None]]) -> str | None:
+        if event.event_id in self.digests:
+            return self.digests[event.event_id]
+        await publish()
+        self.digests[event.event_id] = digest
+        return None
+
+
 @dataclass
 class GatewayDeps:
     """Everything the gateway's routes use."""
@@ -53,6 +79,8 @@ class GatewayDeps:
     scheme: ScoreScheme
     api_key: SecretStr
     user_topic: str = topics.USER_SCORED
+    ledger: RequestLedger = field(default_factory=MemoryLedger)
+    max_future_skew_s: float | None = None
 
 
 class PgGatewayStore:
@@ -73,6 +101,24 @@ class PgGatewayStore:
         async with self._pool.connection() as conn:
             return await repo.discrepancy_stats(conn, group_by)
 
+    async def record(self, event: UserScored, digest: str, publish: Callable[[], Awaitable[None]]) -> str | None:
+        # the row is inserted first and committed only after the broker acknowledged the event: a concurrent
+        # request with the same id waits on the row's lock, and a failed publish leaves nothing behind
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO lims_gateway_requests (event_id, content_sha256, inspection_id, score) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                (event.event_id, digest, event.inspection_id, event.score),
+            )
+            if await cur.fetchone() is None:
+                cur = await conn.execute(
+                    "SELECT content_sha256 FROM lims_gateway_requests WHERE event_id = %s", (event.event_id,)
+                )
+                row = await cur.fetchone()
+                return str(row[0]) if row else digest
+            await publish()
+        return None
+
 
 class UserScoreIn(BaseModel):
     """What the LIMS posts: one user score, by inspection id or by plate + well + drop + time."""
@@ -86,7 +132,9 @@ class UserScoreIn(BaseModel):
     drop: int | None = None
     user_id: str
     score: str = Field(description="a class of the facility's score scheme, e.g. single_crystals")
-    scored_at: AwareDatetime = Field(description="when the user scored; must carry a timezone (e.g. ...Z)")
+    scored_at: EventTime = Field(
+        description="when the user scored: ISO 8601 with a time zone (e.g. 2026-12-02T10:00:00Z), not in the future"
+    )
 
 
 class UserScoreAccepted(BaseModel):
@@ -146,7 +194,16 @@ def create_app(
         store = PgGatewayStore(pool)
         lims = settings.lims
         topic = settings.discrepancy.user_scored_topic
-        state["deps"] = GatewayDeps(broker, store, store, lims.score_scheme, lims.api_key, user_topic=topic)
+        state["deps"] = GatewayDeps(
+            broker,
+            store,
+            store,
+            lims.score_scheme,
+            lims.api_key,
+            user_topic=topic,
+            ledger=store,
+            max_future_skew_s=settings.max_future_skew_s,
+        )
         try:
             yield
         finally:
@@ -164,24 +221,51 @@ def create_app(
             parts.append(f"{loc}: {err.get('msg', 'invalid')}")
         return JSONResponse(status_code=422, content={"detail": "; ".join(parts)})
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):  # PostgreSQL or the broker unreachable: nothing was accepted, the LIMS retries
+            log.warning("request not accepted, dependency unavailable: %s: %s", type(exc).__name__, exc)
+            return JSONResponse(
+                status_code=503,
+                content={"detail": "the score was not accepted: a dependency is unavailable; retry later"},
+                headers={"Retry-After": "5"},
+            )
+        log.exception("unexpected error in a request")
+        return JSONResponse(status_code=500, content={"detail": "internal error; the score was not accepted"})
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/user-scores", status_code=202, dependencies=auth)
+    @app.post(
+        "/v1/user-scores",
+        status_code=202,
+        dependencies=[*auth, Depends(_require_json)],
+        responses={
+            409: {"description": "the event_id was accepted before with other content"},
+            415: {"description": "the body is not sent as application/json"},
+        },
+    )
     async def post_user_score(body: UserScoreIn) -> UserScoreAccepted:
         d = state["deps"]
         try:
             canonical = d.scheme.normalise(body.score)
         except UnknownScoreClass as exc:
             raise HTTPException(422, str(exc)) from None
-        event = _to_event(body, canonical)
+        event = _to_event(body, canonical, max_future_skew_s=d.max_future_skew_s)
         inspection = await d.inspections.resolve(event)
         if inspection is None:
             raise HTTPException(404, unknown_inspection_message(event))
         if event.inspection_id is None:
             event = event.model_copy(update={"inspection_id": inspection})
-        await publish_event(d.publisher, event, topic=d.user_topic)
+        digest = content_digest(event)
+        known = await d.ledger.record(event, digest, lambda: publish_event(d.publisher, event, topic=d.user_topic))
+        if known is not None and known != digest:
+            raise HTTPException(
+                409,
+                f"event_id {event.event_id} was accepted before with other content; a corrected score needs a new "
+                "event_id (or none: the gateway then makes one)",
+            )
         return UserScoreAccepted(
             event_id=event.event_id, inspection_id=inspection, score=canonical, label=d.scheme.classes[canonical]
         )
@@ -197,19 +281,34 @@ def create_app(
     return app
 
 
-def _to_event(body: UserScoreIn, canonical: str) -> UserScored:
-    try:
-        return UserScored(
-            event_id=body.event_id or uuid4(),
-            producer=PRODUCER,
-            inspection_id=body.inspection_id,
-            plate_barcode=body.plate_barcode,
-            well=body.well,
-            drop=body.drop,
-            user_id=body.user_id,
-            score=canonical,
-            scored_at=body.scored_at,
-        )
+async def _require_json(request: Request) -> None:
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind != "application/json":
+        given = f"content-type {kind!r}" if kind else "no content-type"
+        raise HTTPException(415, f"send the score as JSON with 'Content-Type: application/json' (got {given})")
+
+
+def content_digest(event: UserScored) -> str:
+    """SHA-256 of what a user score says (everything but its envelope): equal for a re-sent request."""
+    fields = event.model_dump(mode="json", include={"inspection_id", "plate_barcode", "well", "drop", "user_id"})
+    fields |= {"score": event.score, "scored_at": event.scored_at.isoformat()}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def _to_event(body: UserScoreIn, canonical: str, *, max_future_skew_s: float | None = None) -> UserScored:
+    data = {
+        "event_id": body.event_id or uuid4(),
+        "producer": PRODUCER,
+        "inspection_id": body.inspection_id,
+        "plate_barcode": body.plate_barcode,
+        "well": body.well,
+        "drop": body.drop,
+        "user_id": body.user_id,
+        "score": canonical,
+        "scored_at": body.scored_at,
+    }
+    try:  # the same rules, and context, as the discrepancy consumer applies to the event on Kafka
+        return UserScored.model_validate(data, context={"max_future_skew_s": max_future_skew_s})
     except ValidationError as exc:
         raise HTTPException(422, describe_validation_error(exc)) from None
 

@@ -60,7 +60,14 @@ def _event_id_of(data: Any) -> UUID | None:
         return None
 
 
-def decode(record: RawRecord, *, crystal_topic: str, user_topic: str, scheme: ScoreScheme) -> Decoded:
+def decode(
+    record: RawRecord,
+    *,
+    crystal_topic: str,
+    user_topic: str,
+    scheme: ScoreScheme,
+    context: dict[str, Any] | None = None,
+) -> Decoded:
     """Validate a record as the event its topic carries; the error names the field and the problem."""
     out = Decoded(record=record)
     try:
@@ -69,9 +76,9 @@ def decode(record: RawRecord, *, crystal_topic: str, user_topic: str, scheme: Sc
         if record.topic == crystal_topic:
             if isinstance(data, dict):
                 check_probabilities(data)
-            out.ml = validate_event(data, CrystalScored)
+            out.ml = validate_event(data, CrystalScored, context=context)
         elif record.topic == user_topic:
-            user = validate_event(data, UserScored)
+            user = validate_event(data, UserScored, context=context)
             scheme.normalise(user.score)  # UnknownScoreClass names the allowed classes
             out.user = user
         else:
@@ -96,6 +103,9 @@ class DiscrepancyService:
         consumer: str = PRODUCER,
         retry: RetryPolicy | None = None,
         attempt_timeout_s: float = 30.0,
+        store: Any | None = None,
+        dead_letter_keep_bytes: int = 65_536,
+        max_future_skew_s: float | None = None,
     ) -> None:
         self._pool = pool
         self._publisher = publisher
@@ -106,7 +116,10 @@ class DiscrepancyService:
         self._policy = retry or RetryPolicy(attempts=8, base_delay_s=0.5, max_delay_s=10.0)
         self._attempt_timeout_s = attempt_timeout_s
         self._connect_timeout_s = min(10.0, attempt_timeout_s)
-        self.dead_letters = DeadLetterSink(publisher, consumer)
+        self._context = {"max_future_skew_s": max_future_skew_s}
+        self.dead_letters = DeadLetterSink(
+            publisher, consumer, store=store, keep_bytes=dead_letter_keep_bytes, pool=pool
+        )
         self.failing_since: float | None = None  # monotonic start of the current run of transient failures
 
     async def handle(self, records: Sequence[RawRecord]) -> None:
@@ -129,7 +142,7 @@ class DiscrepancyService:
                 except Exception as one:
                     if self._policy.is_transient(one):
                         raise
-                    await self.dead_letters.reject(rec, one)
+                    await self.dead_letters.reject_once([(rec, one)])  # once, across redeliveries too
         await self._retrying(self.publish_pending, "outbox")
 
     async def _retrying(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
@@ -156,7 +169,13 @@ class DiscrepancyService:
 
     async def _process(self, records: Sequence[RawRecord]) -> None:
         decoded = [
-            decode(r, crystal_topic=self._crystal_topic, user_topic=self._user_topic, scheme=self._scheme)
+            decode(
+                r,
+                crystal_topic=self._crystal_topic,
+                user_topic=self._user_topic,
+                scheme=self._scheme,
+                context=self._context,
+            )
             for r in records
         ]
         seen: set[UUID] = set()

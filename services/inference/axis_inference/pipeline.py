@@ -4,9 +4,14 @@ Delivery rules (offsets are committed by FastStream only when ``handle`` returns
 
 - a permanent per-record problem (schema, bucket, missing/oversized object, undecodable image, mode without a
   model) goes to the dead-letter topic with the reason; the rest of the batch carries on;
-- a transient problem (PostgreSQL, object store or broker unreachable) raises after a back-off, so the whole
-  batch is redelivered; anything else raises too and, after ``max_batch_attempts`` tries, the batch is
-  dead-lettered so one poison batch cannot stall the partition;
+- a transient problem (PostgreSQL, object store or broker unreachable; ``axis_adapters.retry.classify``, the
+  one rule of every service) raises after a back-off, so the whole batch is redelivered;
+- any other failure of a batch isolates the record behind it: the batch is split in halves, each processed on
+  its own, down to the single record that still fails, which is dead-lettered with its own error. The good
+  records of the batch (of every partition) are scored and committed, so one bad record never stalls a
+  partition, nor the others that share its batch;
+- each bad record is dead-lettered once: its coordinates are claimed in PostgreSQL with the dead letter, so a
+  redelivered batch or a restarted service does not send it again;
 - scores, fused scores and ``processed_events`` are written in one transaction that commits only after the
   CrystalScored events were acknowledged by the broker. A redelivered event that is in ``processed_events``
   is skipped (no second score, no republish). If the commit itself fails after publishing, the redelivery
@@ -27,12 +32,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from aiokafka.errors import KafkaError
-from axis_adapters.db import is_transient
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
-from axis_adapters.objectstore import ForbiddenBucket, ObjectMissing, ObjectStore, ObjectStoreUnavailable, parse_uri
+from axis_adapters.objectstore import ForbiddenBucket, ObjectMissing, ObjectStore, parse_uri
+from axis_adapters.retry import is_transient
 from axis_adapters.scores_repo import ImageScore, ScoresRepo
-from axis_contracts import CrystalScored, ImageCaptured, InvalidEvent, ModeScore, parse_event
+from axis_contracts import CrystalScored, DeadLetter, ImageCaptured, InvalidEvent, ModeScore, parse_event
 from axis_core.fusion import ModeProbability, fuse
 from axis_model.preprocess import ImageRejected
 
@@ -56,9 +60,8 @@ class ModeWithoutModel(ValueError):
     """An image of a mode the service has no model for."""
 
 
-def is_transient_error(exc: BaseException) -> bool:
-    """Errors worth redelivering the batch for: database, object store or broker temporarily unreachable."""
-    return is_transient(exc) or isinstance(exc, ObjectStoreUnavailable | KafkaError | ConnectionError | TimeoutError)
+class ModelsNotLoaded(RuntimeError):
+    """A batch arrived before any model was loaded (the batch is redelivered, never dead-lettered)."""
 
 
 def scored_event_id(inspection_id: str, scores: dict[str, ModeScore]) -> uuid.UUID:
@@ -143,7 +146,7 @@ class BatchProcessor:
         consumer: str = "axis-inference",
         retry_backoff_s: float = 0.5,
         retry_backoff_max_s: float = 15.0,
-        max_batch_attempts: int = 5,
+        max_future_skew_s: float | None = None,
     ) -> None:
         self._store = store
         self._repo = repo
@@ -158,39 +161,65 @@ class BatchProcessor:
         self.consumer = consumer
         self._backoff = retry_backoff_s
         self._backoff_max = retry_backoff_max_s
-        self._max_attempts = max_batch_attempts
+        self._context = {"max_future_skew_s": max_future_skew_s}
         self._transient_failures = 0
-        self._attempts: dict[tuple[str, int | None, int | None], int] = {}
 
     async def handle(self, records: Sequence[RawRecord]) -> BatchResult | None:
-        """Process a batch; raise (after a back-off) to have it redelivered; dead-letter a poison batch."""
+        """Process a batch; raise (after a back-off) to have it redelivered; isolate and dead-letter bad records."""
         if not records:
             return None
-        key = (records[0].topic, records[0].partition, records[0].offset)
         try:
-            result = await self.process(records)
+            result = await self._process_isolating(records)
         except Exception as exc:
             self.metrics.batch_failures += 1
-            if is_transient_error(exc):
-                self._transient_failures += 1
-                delay = min(self._backoff_max, self._backoff * 2 ** (self._transient_failures - 1))
-                log.warning("transient failure (%s: %s); batch redelivered in %.1fs", type(exc).__name__, exc, delay)
-                await asyncio.sleep(delay)
-                raise
-            attempts = self._attempts[key] = self._attempts.get(key, 0) + 1
-            if attempts < self._max_attempts:
-                log.exception("batch failed (attempt %d of %d); it will be redelivered", attempts, self._max_attempts)
-                await asyncio.sleep(min(self._backoff_max, self._backoff * 2 ** (attempts - 1)))
-                raise
-            log.error("batch failed %d times; dead-lettering its %d records", attempts, len(records))
-            for rec in records:
-                await self._dead.reject(rec, exc, attempts=attempts)
-                self.metrics.dead_lettered[type(exc).__name__] += 1
-            self._attempts.pop(key, None)
-            return None
+            self._transient_failures += 1
+            delay = min(self._backoff_max, self._backoff * 2 ** (self._transient_failures - 1))
+            log.warning("transient failure (%s: %s); batch redelivered in %.1fs", type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            raise
         self._transient_failures = 0
-        self._attempts.pop(key, None)
         return result
+
+    async def _process_isolating(self, records: Sequence[RawRecord]) -> BatchResult:
+        """``process``; on a permanent failure, bisect until the failing record is found and dead-letter it alone.
+
+        Raises only transient errors (and ModelsNotLoaded): then nothing of the failing part is committed, and
+        what other parts committed is skipped on redelivery (``processed_events``).
+        """
+        try:
+            return await self.process(records)
+        except Exception as exc:
+            if isinstance(exc, ModelsNotLoaded) or is_transient(exc):
+                raise
+            self.metrics.batch_failures += 1
+            if len(records) == 1:
+                log.error(
+                    "record %s[%s]@%s failed: %s: %s",
+                    records[0].topic,
+                    records[0].partition,
+                    records[0].offset,
+                    type(exc).__name__,
+                    exc,
+                )
+                sent = await self._dead.reject_once([(records[0], exc)])
+                self._count(sent)
+                return BatchResult(scored=0, duplicates=0, dead_lettered=len(sent), published=[])
+            log.warning(
+                "batch of %d failed (%s: %s); isolating the record behind it", len(records), type(exc).__name__, exc
+            )
+        mid = len(records) // 2
+        first = await self._process_isolating(records[:mid])
+        second = await self._process_isolating(records[mid:])
+        return BatchResult(
+            scored=first.scored + second.scored,
+            duplicates=first.duplicates + second.duplicates,
+            dead_lettered=first.dead_lettered + second.dead_lettered,
+            published=first.published + second.published,
+        )
+
+    def _count(self, sent: Sequence[DeadLetter]) -> None:
+        for dl in sent:
+            self.metrics.dead_lettered[dl.error_type] += 1
 
     def _fetch_and_prepare(self, scorer: Scorer, event: ImageCaptured) -> np.ndarray:
         parse_uri(event.image_uri, self._allowed)
@@ -209,7 +238,7 @@ class BatchProcessor:
         duplicates = 0
         for rec in records:
             try:
-                event = parse_event(rec.value, ImageCaptured)
+                event = parse_event(rec.value, ImageCaptured, context=self._context)
             except InvalidEvent as exc:
                 rejects.append((rec, exc))
                 continue
@@ -226,7 +255,7 @@ class BatchProcessor:
         async with self._holder.lock:  # the models cannot change in the middle of a batch
             scorer = self._holder.scorer
             if scorer is None:
-                raise RuntimeError("no models loaded yet: the subscriber must not run before they are")
+                raise ModelsNotLoaded("no models loaded yet: the subscriber must not run before they are")
             ready: list[tuple[RawRecord, ImageCaptured]] = []
             for rec, event in todo:
                 if str(event.imaging_mode) not in scorer.refs:
@@ -248,7 +277,7 @@ class BatchProcessor:
             good: list[ImageCaptured] = []
             for (rec, event), out in zip(ready, outcomes, strict=True):
                 if isinstance(out, BaseException):
-                    if isinstance(out, PERMANENT_ERRORS) and not is_transient_error(out):
+                    if isinstance(out, PERMANENT_ERRORS) and not is_transient(out):
                         rejects.append((rec, out))
                         continue
                     raise out
@@ -274,10 +303,12 @@ class BatchProcessor:
                     for fused in published:
                         await publish_event(self._publisher, fused)
                 scored = len(new)
-        for rec, why in rejects:  # after the commit: a failed commit must not leave doubled dead letters
-            await self._dead.reject(rec, why if isinstance(why, Exception) else str(why))
-            self.metrics.dead_lettered[type(why).__name__] += 1
+        # after the commit (a failed commit must not leave doubled dead letters), each record claimed once
+        sent = await self._dead.reject_once(
+            [(rec, why if isinstance(why, Exception) else str(why)) for rec, why in rejects]
+        )
+        self._count(sent)
         self.metrics.duplicates_skipped += duplicates
         self.metrics.scored_events_published += len(published)
         self.metrics.observe_batch(len(records), scored, time.monotonic() - t0)
-        return BatchResult(scored=scored, duplicates=duplicates, dead_lettered=len(rejects), published=published)
+        return BatchResult(scored=scored, duplicates=duplicates, dead_lettered=len(sent), published=published)

@@ -195,7 +195,13 @@ class InferenceService:
                     store=self.store,
                     repo=PgScoresRepo(db_pool),
                     publisher=broker,
-                    dead_letters=DeadLetterSink(broker, CONSUMER_GROUP),
+                    dead_letters=DeadLetterSink(
+                        broker,
+                        CONSUMER_GROUP,
+                        store=self.store,
+                        keep_bytes=self.settings.kafka.dead_letter_keep_bytes,
+                        pool=db_pool,
+                    ),
                     holder=self.holder,
                     metrics=self.metrics,
                     allowed_buckets=self.settings.s3.allowed_buckets,
@@ -205,7 +211,7 @@ class InferenceService:
                     consumer=CONSUMER_GROUP,
                     retry_backoff_s=opts.retry_backoff_s,
                     retry_backoff_max_s=opts.retry_backoff_max_s,
-                    max_batch_attempts=opts.max_batch_attempts,
+                    max_future_skew_s=self.settings.max_future_skew_s,
                 )
                 try:
                     await broker.start()

@@ -31,7 +31,6 @@ class InferenceOptions(BaseModel):
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
     retry_backoff_s: float = Field(default=0.5, ge=0)
     retry_backoff_max_s: float = Field(default=15.0, ge=0)
-    max_batch_attempts: int = Field(default=5, ge=1, description="non-transient batch failures before dead-letter")
     cache_dir: str | None = Field(default=None, description="where downloaded bundles go (default: a temp dir)")
     variant: Literal["fp32", "bf16", "bf16mix", "int8mix", "int8"] = Field(
         default="bf16mix", description="precision of axis_model's fast path (merged LoRA); the bench measures each"

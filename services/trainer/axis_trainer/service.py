@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
-from axis_adapters.objectstore import ObjectStoreUnavailable
 from axis_adapters.registry import RegisteredVersion
+from axis_adapters.retry import is_transient
 from axis_contracts import DatasetExported, ImagingMode, ModelRegistered
 from axis_contracts.parsing import InvalidEvent, parse_event
 
@@ -26,7 +26,6 @@ from axis_trainer.pipeline import (
 )
 
 log = logging.getLogger("axis_trainer")
-TRANSIENT: tuple[type[BaseException], ...] = (ObjectStoreUnavailable, ConnectionError, TimeoutError)
 
 
 def request_of(event: DatasetExported, *, start_from: str, skip_modes: tuple[str, ...] = ()) -> TrainRequest:
@@ -102,9 +101,9 @@ class TrainerService:
             await sink.reject(record, exc)
             await asyncio.to_thread(self.mark_processed, event.event_id)
             return []
-        except TRANSIENT:
-            raise
         except Exception as exc:  # a bug or a model/data mismatch: retrying would fail the same way
+            if is_transient(exc):  # the one rule of axis_adapters.retry: the event is redelivered
+                raise
             log.exception("training on %s@%s failed", event.dataset_name, event.dataset_version)
             await sink.reject(record, exc)
             await asyncio.to_thread(self.mark_processed, event.event_id)
