@@ -13,6 +13,7 @@ from typing import Any
 
 from axis_adapters.db import async_pool
 from axis_adapters.kafka import DeadLetterSink, consumer_options, make_broker, records_of
+from axis_adapters.liveness import ConsumerProgress, timestamps_of
 from axis_adapters.objectstore import MinioObjectStore, ObjectStore
 from axis_adapters.retry import RetryPolicy, retry_async
 from axis_adapters.scores_repo import PgScoresRepo
@@ -97,6 +98,8 @@ class InferenceService:
             token=opts.metrics_token.get_secret_value() if opts.metrics_token else None,
         )
         self.broker: Any = None
+        self.images_subscriber: Any = None
+        self.progress = ConsumerProgress(stall_after_s=opts.stall_after_s)
         self.processor: BatchProcessor | None = None
         self.consuming = False
         self.started_at = time.time()
@@ -108,12 +111,18 @@ class InferenceService:
                 broker_ok = bool(await self.broker.ping(timeout=2))
             except Exception:
                 broker_ok = False
+        stalled = self.progress.stalled()
         if self.holder.scorer is None:
             status = "waiting_for_champion"
+        elif stalled:
+            status = "stalled"
         else:
             status = "ok" if broker_ok else "degraded"
         body = {
             "status": status,
+            "stalled": stalled,
+            "consumer": self.progress.as_dict(),
+            "dead_lettered_by_reason": dict(self.metrics.dead_lettered),
             "models": self.holder.versions(),
             "broker_connected": broker_ok,
             "consuming": self.consuming,
@@ -126,15 +135,27 @@ class InferenceService:
     async def _metrics(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         versions = self.holder.versions()
         if query.get("format", [""])[0] == "json":
-            return 200, "application/json", json.dumps(self.metrics.as_dict(versions)).encode()
-        return 200, "text/plain; version=0.0.4", self.metrics.prometheus(versions).encode()
+            body = {**self.metrics.as_dict(versions), "consumer": self.progress.as_dict()}
+            return 200, "application/json", json.dumps(body).encode()
+        text = self.metrics.prometheus(versions) + "\n".join(self.progress.prometheus("axis_inference")) + "\n"
+        return 200, "text/plain; version=0.0.4", text.encode()
+
+    async def _watch_lag(self, stop: asyncio.Event) -> None:
+        """Refresh the consumer's lag every few seconds (for /health's stall check and /metrics)."""
+        while not stop.is_set():
+            try:
+                await self.progress.refresh(getattr(self.images_subscriber, "consumer", None))
+            except Exception as exc:  # a rebalance or a broker restart: try again at the next tick
+                log.debug("lag refresh failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.inference.lag_poll_s)
 
     def _build_broker(self) -> Any:
         opts = self.settings.inference
         broker = make_broker(self.settings.kafka, graceful_timeout=opts.shutdown_timeout_s)
         options = consumer_options(self.settings.kafka)
 
-        @broker.subscriber(  # type: ignore[misc]
+        subscriber = broker.subscriber(
             topics.IMAGE_CAPTURED,
             group_id=CONSUMER_GROUP,
             batch=True,
@@ -144,9 +165,15 @@ class InferenceService:
             decoder=_raw_body,
             **options,
         )
+        self.images_subscriber = subscriber
+
+        @subscriber  # type: ignore[misc]
         async def on_images(body: Any, message: KafkaMessage = Context("message")) -> None:
             assert self.processor is not None
-            await self.processor.handle(records_of(message))
+            records = records_of(message)
+            self.progress.started(records, timestamps_of(message))
+            await self.processor.handle(records)
+            self.progress.finished(records)
 
         promoted_options = {**options, "auto_offset_reset": "latest"}
 
@@ -227,7 +254,9 @@ class InferenceService:
                 "consuming %s as group %s with models %s", topics.IMAGE_CAPTURED, CONSUMER_GROUP, self.holder.versions()
             )
             watch_task = asyncio.create_task(self.watcher.run(stop))
+            lag_task = asyncio.create_task(self._watch_lag(stop))
             await stop.wait()
+            lag_task.cancel()
             log.info("stopping: finishing the batch in flight (at most %.0fs)", opts.shutdown_timeout_s)
         finally:
             if watch_task is not None:

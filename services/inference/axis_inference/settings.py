@@ -31,6 +31,10 @@ class InferenceOptions(BaseModel):
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
     retry_backoff_s: float = Field(default=0.5, ge=0)
     retry_backoff_max_s: float = Field(default=15.0, ge=0)
+    stall_after_s: float = Field(
+        default=300.0, gt=0, description="/health says stalled when events wait and no batch finished this long"
+    )
+    lag_poll_s: float = Field(default=5.0, gt=0, description="how often the consumer lag is read")
     cache_dir: str | None = Field(default=None, description="where downloaded bundles go (default: a temp dir)")
     variant: Literal["fp32", "bf16", "bf16mix", "int8mix", "int8"] = Field(
         default="bf16mix", description="precision of axis_model's fast path (merged LoRA); the bench measures each"

@@ -16,7 +16,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from axis_adapters.kafka import Publisher, consumer_options, make_broker, publish_event
@@ -126,7 +126,7 @@ class LimsSimulator:
             drop=ev.drop,
             user_id=rng.choice(self._users),
             score=score,
-            scored_at=ev.imaged_at + self._delay,
+            scored_at=min(ev.imaged_at + self._delay, max(ev.imaged_at, datetime.now(UTC))),  # never ahead of now
         )
         return user
 

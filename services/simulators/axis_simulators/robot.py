@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -69,21 +70,32 @@ class RobotConfig(BaseModel):
 def plan(config: RobotConfig, *, now: datetime | None = None) -> list[PlannedImage]:
     """Every image of the configured plates, in imaging order (plates set up `days` before now by default)."""
     start = config.start
-    if start is None:
-        start = (now or datetime.now(UTC)) - timedelta(days=config.days)
-        start = start.replace(microsecond=0)
     domain = config.domain_obj()
-    images = plan_plates(
-        domain,
-        config.plates,
-        wells=config.wells,
-        drops_per_well=config.drops_per_well,
-        n_inspections=config.inspections,
-        days=config.days,
-        seed=config.seed,
-        class_mix=config.class_mix,
-        start=start,
-    )
+
+    def planned(start: datetime) -> list[PlannedImage]:
+        return plan_plates(
+            domain,
+            config.plates,
+            wells=config.wells,
+            drops_per_well=config.drops_per_well,
+            n_inspections=config.inspections,
+            days=config.days,
+            seed=config.seed,
+            class_mix=config.class_mix,
+            start=start,
+        )
+
+    if start is None:
+        now = now or datetime.now(UTC)
+        start = (now - timedelta(days=config.days)).replace(microsecond=0)
+        images = planned(start)
+        # plates are set up an hour apart: move the run back so that no image is taken in the future
+        # (consumers refuse times ahead of their clock)
+        late = max(im.imaged_at for im in images) - now if images else timedelta(0)
+        if late > timedelta(0):
+            images = planned(start - timedelta(seconds=math.ceil(late.total_seconds())))
+    else:
+        images = planned(start)
     if not config.barcode_prefix or config.barcode_prefix == domain.barcode_prefix:
         return images
     # same drops and pixels as without the prefix (render seeds stay), only the names change
