@@ -8,10 +8,11 @@ DATA_DIR ?= .axis
 STAMP := $(VENV)/.installed
 SIZE ?= 518
 PYTEST_ARGS ?=
+BENCH_GPU_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install lint typecheck check test test-unit test-integration test-browser test-e2e up down status \
-        demo compose-check bench-inference bench-discrepancy chaos browser-deps clean
+        demo compose-check bench-inference bench-gpu bench-discrepancy chaos browser-deps clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -76,6 +77,9 @@ compose-check: $(STAMP) ## validate docker-compose.yml with a compose binary (no
 
 bench-inference: $(STAMP) ## naive vs fast inference path, plus the service end to end (SIZE=224|518)
 	$(PY) -m axis_inference.bench --size $(SIZE)
+
+bench-gpu: $(STAMP) ## GPU scoring variants x batch sizes, then the service end to end (CPU fallback; BENCH_GPU_ARGS=...)
+	$(PY) -m axis_inference.bench_gpu $(BENCH_GPU_ARGS)
 
 bench-discrepancy: $(STAMP) ## score + user-score pairs through the broker and PostgreSQL
 	$(PY) -m axis_discrepancy.bench

@@ -46,7 +46,7 @@ class LinearParts:
         return LinearParts(self.weight * scale[:, None], self.bias * scale, self.a, b)
 
 
-def _linear_parts(module: torch.nn.Module, modes: Sequence[str]) -> LinearParts:
+def _linear_parts(module: Any, modes: Sequence[str]) -> LinearParts:
     """Base weight + stacked LoRA of a peft lora.Linear (or a plain Linear) for ``modes`` (zeros where absent)."""
     base = getattr(module, "base_layer", module)
     weight = base.weight.detach().float().cpu()
@@ -147,6 +147,11 @@ def extract_parts(model: torch.nn.Module, modes: Sequence[str], image_size: int)
 class DenseLinear(torch.nn.Module):
     """A linear in the compute dtype; with ``lora``, plus a per-sample adapter chosen by a mode index tensor."""
 
+    weight: torch.Tensor
+    bias: torch.Tensor
+    a_t: torch.Tensor
+    b_t: torch.Tensor
+
     def __init__(self, parts: LinearParts, dtype: torch.dtype, *, merge: int | None, lora: bool) -> None:
         super().__init__()
         self.register_buffer("weight", parts.merged(merge).to(dtype).contiguous())
@@ -168,6 +173,11 @@ class DenseLinear(torch.nn.Module):
 
 class DenseBlock(torch.nn.Module):
     """One pre-norm DINOv2 encoder layer (layer scale folded into o_proj and fc2)."""
+
+    norm1_w: torch.Tensor
+    norm1_b: torch.Tensor
+    norm2_w: torch.Tensor
+    norm2_b: torch.Tensor
 
     def __init__(
         self, layer: dict[str, Any], dtype: torch.dtype, heads: int, eps: float, *, merge: int | None, lora: bool
@@ -207,6 +217,16 @@ class DenseVit(torch.nn.Module):
     ``merge`` = a mode's index: that adapter folded into the weights, its head only, no mode input.
     ``merge`` = None with ``lora``: every adapter and head, chosen per sample by ``mode`` (B,) int64.
     """
+
+    patch_w: torch.Tensor
+    patch_w_gray: torch.Tensor
+    patch_pos: torch.Tensor
+    patch_pos_gray: torch.Tensor
+    cls_pos: torch.Tensor
+    norm_w: torch.Tensor
+    norm_b: torch.Tensor
+    head_w: torch.Tensor
+    head_b: torch.Tensor
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,7 @@ class ServiceResult:
     cpu_seconds: float
     batches: int
     avg_batch: float
+    scorer: str = ""  # which scorer the service used (ServiceScorer.describe)
 
     @property
     def img_s(self) -> float:
@@ -132,7 +133,9 @@ async def _measure(settings: InferenceSettings, images: list[bytes], bundles: di
                 task.result()
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         batches = svc.metrics.batches - batches0
-        return ServiceResult(len(events), elapsed, cpu, batches, len(events) / max(1, batches))
+        describe = getattr(svc.holder.scorer, "describe", None)
+        used = describe() if callable(describe) else type(svc.holder.scorer).__name__
+        return ServiceResult(len(events), elapsed, cpu, batches, len(events) / max(1, batches), used)
     finally:
         await producer.stop()
         await consumer.stop()
@@ -141,9 +144,19 @@ async def _measure(settings: InferenceSettings, images: list[bytes], bundles: di
 
 
 def run_service_benchmark(
-    images: list[bytes], *, size: int, base: str, variant: str, batch_size: int = 8, model: BenchResult | None = None
+    images: list[bytes],
+    *,
+    size: int,
+    base: str,
+    variant: str,
+    batch_size: int = 8,
+    model: BenchResult | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> ServiceResult:
-    """Start the embedded stack in a temp dir, measure the service end to end, stop the stack."""
+    """Start the embedded stack in a temp dir, measure the service end to end, stop the stack.
+
+    ``extra_env``: more ``AXIS_INFERENCE__*`` settings for the service (the GPU bench's device and variant).
+    """
     from axis_stack import down, up
 
     data_dir = Path(tempfile.mkdtemp(prefix="axis-bench-", dir="/tmp"))
@@ -162,6 +175,7 @@ def run_service_benchmark(
                 "AXIS_INFERENCE__BATCH_SIZE": str(batch_size),
                 "AXIS_INFERENCE__HTTP_PORT": "0",
                 "AXIS_INFERENCE__CACHE_DIR": str(tmp / "cache"),
+                **(extra_env or {}),
             }
         )
         settings = InferenceSettings(_env_file=None)  # type: ignore[call-arg]

@@ -1,4 +1,4 @@
-"""Builds the service's scorer from one single-mode bundle per mode on one base (axis_model's fast path)."""
+"""Builds the service's scorer from one single-mode bundle per mode on one base (axis_model's GPU or CPU fast path)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from axis_model.adapters import load_adapter_dir
 from axis_model.bundle import BaseMismatch, BundleManifest, ModeEntry, read_manifest
 from axis_model.classifier import CrystalClassifier, base_fingerprint, load_base_model
 from axis_model.fast import FastScorer, Variant
+from axis_model.gpu import DEFAULT_GPU_VARIANT, GpuScorer, resolve_device
 from axis_model.preprocess import PreprocessConfig, preprocess_bytes
 from axis_model.spec import BaseSpec
 
@@ -68,15 +69,23 @@ def load_classifier(
 
 @dataclass
 class ServiceScorer:
-    """The Scorer the service uses: fast decode + the library's FastScorer (merged, optimised per mode)."""
+    """The Scorer the service uses: fast decode + the library's GpuScorer on CUDA, else its FastScorer."""
 
     refs: dict[str, ModelRef]
-    fast: FastScorer
+    fast: FastScorer | GpuScorer
     preprocess: PreprocessConfig
 
     def prepare(self, mode: str, data: bytes) -> np.ndarray:
-        """Image bytes -> model input (raises ImageRejected)."""
+        """Image bytes -> model input (raises ImageRejected): uint8 gray for the GPU, normalised for the CPU."""
+        if isinstance(self.fast, GpuScorer):  # only the gray bytes cross to the device; it normalises there
+            return self.fast.prepare_gray(data, self.preprocess)
         return preprocess_bytes(data, self.preprocess)
+
+    def describe(self) -> str:
+        """Which scorer and variant score, e.g. 'FastScorer bf16mix on cpu'."""
+        if isinstance(self.fast, GpuScorer):
+            return self.fast.describe()
+        return f"FastScorer {self.fast.variant} on cpu, chunks of {self.fast.batch_size}"
 
     def score(self, items: Sequence[tuple[str, np.ndarray]]) -> list[float]:
         """P(crystal) per item, in input order."""
@@ -90,10 +99,18 @@ def build_service_scorer(
     max_pixels: int | None = None,
     variant: Variant = "bf16mix",
     batch_size: int | None = None,
+    device: str = "auto",
+    gpu_variant: str = DEFAULT_GPU_VARIANT,
+    gpu_batch_size: int | None = None,
 ) -> ServiceScorer:
-    """Load the bundles and build the fast path (slow: call it off the event loop)."""
+    """Load the bundles and build the GPU path where ``device`` resolves to CUDA, else the CPU fast path (slow:
+    call it off the event loop). ``variant``/``batch_size`` are the CPU path's, ``gpu_*`` the GPU path's."""
     classifier, refs = load_classifier(wanted, base_path=base_path)
-    fast = FastScorer.from_classifier(classifier, variant=variant, batch_size=batch_size)
+    fast: FastScorer | GpuScorer
+    if resolve_device(device).type == "cuda":
+        fast = GpuScorer.from_classifier(classifier, variant=gpu_variant, device=device, batch_size=gpu_batch_size)
+    else:
+        fast = FastScorer.from_classifier(classifier, variant=variant, batch_size=batch_size)
     preprocess = classifier.preprocess
     if max_pixels is not None:
         preprocess = preprocess.model_copy(update={"max_pixels": max_pixels})

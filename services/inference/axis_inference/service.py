@@ -39,7 +39,7 @@ async def _raw_body(message: Any) -> Any:
 
 
 def default_factory(settings: InferenceSettings) -> ScorerFactory:
-    """The production scorer factory: bundles -> one base -> axis_model's fast path."""
+    """The production scorer factory: bundles -> one base -> axis_model's GPU path on CUDA, else its CPU fast path."""
     opts = settings.inference
 
     def factory(wanted: Any) -> Scorer:
@@ -49,6 +49,9 @@ def default_factory(settings: InferenceSettings) -> ScorerFactory:
             max_pixels=opts.max_pixels,
             variant=opts.variant,
             batch_size=opts.score_chunk,
+            device=opts.device,
+            gpu_variant=opts.gpu_variant,
+            gpu_batch_size=opts.gpu_batch,
         )
 
     return factory

@@ -8,6 +8,8 @@ from axis_adapters.settings import ServiceSettings
 from pydantic import BaseModel, Field, SecretStr
 
 CONSUMER_GROUP = "axis-inference"
+# = axis_model.gpu.VARIANT_PATTERN (not imported: these settings load without torch)
+GPU_VARIANT_PATTERN = r"^(fp32|bf16|fp16)(-(merged|lora))?(\+(graph|compile))*$"
 
 
 class InferenceOptions(BaseModel):
@@ -41,6 +43,17 @@ class InferenceOptions(BaseModel):
     )
     score_chunk: int | None = Field(
         default=None, ge=1, description="images per forward pass (default: 8 at <= 336 px, 2 above)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="where scoring runs: auto = axis_model.gpu when torch sees a CUDA device, else CPU"
+    )
+    gpu_variant: str = Field(
+        default="bf16-merged",
+        pattern=GPU_VARIANT_PATTERN,
+        description="axis_model.gpu variant on a GPU: <fp32|bf16|fp16>-<merged|lora>[+graph][+compile]",
+    )
+    gpu_batch: int | None = Field(
+        default=None, ge=1, le=1024, description="images per forward on a GPU (default 64 up to 518 px)"
     )
 
 
