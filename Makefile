@@ -87,5 +87,8 @@ bench-discrepancy: $(STAMP) ## score + user-score pairs through the broker and P
 chaos: $(STAMP) ## kill and restart components under load; prints lost/duplicated counts
 	$(PY) -m axis_simulators.chaos
 
+hostile: $(STAMP) ## bad inputs of every class through the broker and HTTP; prints rejected-once / stall / 5xx counts
+	$(PY) -m axis_simulators.hostile $(HOSTILE_ARGS)
+
 clean: ## remove the venv and local data
 	rm -rf $(VENV) $(DATA_DIR) build *.egg-info

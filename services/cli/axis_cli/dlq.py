@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -115,11 +116,37 @@ def _entry(partition: int, offset: int, raw: bytes) -> Entry:
     return Entry(partition, offset, letter, raw)
 
 
-async def replay(bootstrap: str, entries: Sequence[Entry], *, to_topic: str | None = None) -> list[str]:
-    """Publish each entry's original bytes (and key) to its source topic; returns one line per record sent."""
+def original_bytes(letter: DeadLetter, fetch: Callable[[str], bytes] | None) -> bytes:
+    """The whole original message: from the dead letter, or from its object-store copy when it was truncated."""
+    if not letter.raw_truncated:
+        return letter.raw_bytes()
+    if letter.raw_uri is None or fetch is None:
+        raise ValueError(
+            f"dead letter {letter.event_id} keeps only the first bytes of a {letter.raw_length}-byte message and "
+            "no object-store copy is reachable: nothing whole to replay"
+        )
+    data = fetch(letter.raw_uri)
+    if letter.raw_sha256 and hashlib.sha256(data).hexdigest() != letter.raw_sha256:
+        raise ValueError(f"{letter.raw_uri} does not match the dead letter's SHA-256: not replayed")
+    return data
+
+
+async def replay(
+    bootstrap: str,
+    entries: Sequence[Entry],
+    *,
+    to_topic: str | None = None,
+    fetch: Callable[[str], bytes] | None = None,
+) -> list[str]:
+    """Publish each entry's original bytes (and key) to its source topic; returns one line per record sent.
+
+    A truncated dead letter is replayed from its whole copy in the object store (``fetch(uri)``).
+    """
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", max_request_size=16 * 1024 * 1024
+    )
     await producer.start()
     done: list[str] = []
     try:
@@ -129,7 +156,8 @@ async def replay(bootstrap: str, entries: Sequence[Entry], *, to_topic: str | No
             target = to_topic or e.letter.source_topic
             key = e.letter.source_key.encode() if e.letter.source_key else None
             headers = [(REPLAY_HEADER, e.ref.encode()), ("content-type", b"application/json")]
-            await producer.send_and_wait(target, e.letter.raw_bytes(), key=key, headers=headers)
+            data = original_bytes(e.letter, fetch)
+            await producer.send_and_wait(target, data, key=key, headers=headers)
             done.append(f"replayed {e.ref} -> {target}")
     finally:
         await producer.stop()
@@ -201,6 +229,17 @@ def _bootstrap(a: argparse.Namespace) -> str:
     return load_settings(ServiceSettings).kafka.bootstrap_servers
 
 
+def _object_fetcher(entries: Sequence[Entry]) -> Callable[[str], bytes] | None:
+    """Reads whole copies of truncated dead letters from the stack's object store (only when one is needed)."""
+    if not any(e.letter is not None and e.letter.raw_truncated for e in entries):
+        return None
+    from axis_adapters.objectstore import MinioObjectStore
+    from axis_adapters.settings import ServiceSettings, load_settings
+
+    store = MinioObjectStore(load_settings(ServiceSettings).s3)
+    return lambda uri: store.get_bytes(uri)
+
+
 async def _run(a: argparse.Namespace) -> int:
     bootstrap = _bootstrap(a)
     entries = await read_all(bootstrap, topic=a.topic)
@@ -237,7 +276,7 @@ async def _run(a: argparse.Namespace) -> int:
             target = a.to_topic or (e.letter.source_topic if e.letter else "?")
             print(f"would replay {e.ref} -> {target}")
         return 0
-    for line in await replay(bootstrap, chosen, to_topic=a.to_topic):
+    for line in await replay(bootstrap, chosen, to_topic=a.to_topic, fetch=_object_fetcher(chosen)):
         print(line)
     print(f"{len(chosen)} record(s) replayed", file=sys.stderr)
     return 0

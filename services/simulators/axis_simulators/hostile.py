@@ -1,0 +1,433 @@
+"""Black-box hostile-input run: bad messages of every class through the real broker and the LIMS HTTP API.
+
+``python -m axis_simulators.hostile [--scale N] [--kill-midway]`` (``make hostile``) starts a fresh embedded
+stack, runs the inference service, the discrepancy service and the LIMS gateway as processes, and sends, as an
+outside client would, the corpus of ``hostile_corpus`` interleaved with good images and user scores: sizes
+around and above every limit, control characters in every text field, ids past their limits, epoch and
+far-future times, schema violations, forbidden buckets, missing objects, broken and hostile images, duplicates,
+re-used event ids over HTTP. Then, through the outputs only (PostgreSQL rows, the dead-letter topic, HTTP
+answers, ``/health``), it checks that every good record was applied exactly once, every bad one dead-lettered
+exactly once with its own reason (or refused with a 4xx), that nothing answered 5xx and that every partition
+still moves (canaries after the corpus), and prints last
+
+``hostile: N bad inputs (K classes), G good interleaved: G applied, N rejected once each, 0 stalls, 0 5xx``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from axis_simulators.chaos_procs import ServiceProc, service_env
+from axis_simulators.hostile_corpus import Case, Corpus
+
+API_KEY = "hostile-lims-key"
+
+
+@dataclass
+class HostileReport:
+    """What the run sent and found."""
+
+    bad: int = 0
+    classes: int = 0
+    good: int = 0
+    applied: int = 0
+    rejected_once: int = 0
+    stalls: int = 0
+    http_5xx: int = 0
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Every good applied once, every bad rejected once, no stall, no 5xx."""
+        return (
+            self.applied == self.good
+            and self.rejected_once == self.bad
+            and self.stalls == 0
+            and self.http_5xx == 0
+            and not self.problems
+        )
+
+    def line(self) -> str:
+        """The summary line the issue asks for."""
+        return (
+            f"hostile: {self.bad} bad inputs ({self.classes} classes), {self.good} good interleaved: "
+            f"{self.applied} applied, {self.rejected_once} rejected once each, {self.stalls} stalls, "
+            f"{self.http_5xx} 5xx"
+        )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Client:
+    """The outside client: a plain aiokafka producer, an S3 client, HTTP, and PostgreSQL for the checks."""
+
+    def __init__(self, settings: Any) -> None:
+        from axis_adapters.objectstore import MinioObjectStore
+
+        self.settings = settings
+        self.store = MinioObjectStore(settings.s3)
+        self.conninfo = settings.postgres.conninfo()
+        self.producer: Any = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        # larger than any consumer limit: the broker takes it, the consumers must cope
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            acks="all",
+            enable_idempotence=False,
+            max_request_size=16 * 1024 * 1024,
+        )
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def send(self, case: Case) -> None:
+        assert case.topic is not None
+        meta = await self.producer.send_and_wait(case.topic, case.value, key=case.key)
+        case.partition, case.offset = meta.partition, meta.offset
+
+    def upload(self, cases: list[Case]) -> None:
+        for c in cases:
+            for uri, data in c.objects.items():
+                self.store.put_bytes(uri, data)
+
+    def scored(self, event_ids: list[str]) -> Counter[str]:
+        """Image scores per image event id."""
+        return self._count(
+            "SELECT image_event_id::text, count(*) FROM image_scores WHERE image_event_id = ANY(%s::uuid[]) GROUP BY 1",
+            event_ids,
+        )
+
+    def applied(self, event_ids: list[str]) -> Counter[str]:
+        """Stored user scores per event id (the table's key: at most one each)."""
+        return self._count(
+            "SELECT event_id::text, count(*) FROM user_scores WHERE event_id = ANY(%s::uuid[]) GROUP BY 1", event_ids
+        )
+
+    def _count(self, sql: str, ids: list[str]) -> Counter[str]:
+        import psycopg
+
+        with psycopg.connect(self.conninfo) as conn:
+            return Counter({str(k): int(n) for k, n in conn.execute(sql, (ids,)).fetchall()})
+
+
+async def run_hostile(
+    data_dir: Path,
+    *,
+    scale: int = 1,
+    kill_midway: bool = False,
+    timeout_s: float = 600.0,
+    say: Callable[[str], None] = print,
+    seed: int = 0,
+) -> HostileReport:
+    """The whole run against the stack already up in ``data_dir``."""
+    import httpx
+    from axis_adapters.settings import ServiceSettings
+    from axis_stack import stack_info
+
+    from axis_simulators.chaos_verify import dead_letters_of
+
+    t0 = time.monotonic()
+    rng = random.Random(seed)
+    info = stack_info(data_dir)
+    run = uuid.uuid4().hex[:6].upper()
+    work = data_dir / f"hostile-{run}"
+    inf_port, gw_port = _free_port(), _free_port()
+    env = {
+        **service_env(info.env, work, run),
+        "AXIS_INFERENCE__HTTP_PORT": str(inf_port),
+        "AXIS_INFERENCE__LAG_POLL_S": "1",
+        "AXIS_INFERENCE__STALL_AFTER_S": "90",
+        "AXIS_LIMS__PORT": str(gw_port),
+        "AXIS_LIMS__API_KEY": API_KEY,
+    }
+    procs = {
+        "inference": ServiceProc("inference", ["-m", "axis_inference"], env, work / "inference.log"),
+        "discrepancy": ServiceProc("discrepancy", ["-m", "axis_discrepancy"], env, work / "discrepancy.log"),
+        "gateway": ServiceProc("gateway", ["-m", "axis_discrepancy.lims_gateway"], env, work / "gateway.log"),
+    }
+    settings = ServiceSettings(_env_file=str(info.env_file))  # type: ignore[call-arg]
+    client = Client(settings)
+    report = HostileReport()
+    corpus = Corpus(run)
+    inf_url, gw_url = f"http://127.0.0.1:{inf_port}", f"http://127.0.0.1:{gw_port}"
+    for p in procs.values():
+        p.start()
+    await client.start()
+    http = httpx.AsyncClient(timeout=30)
+    try:
+        say(f"hostile: run {run}; services starting (logs in {work})")
+        await _wait_http(http, f"{inf_url}/health", procs, 240, lambda r: r.json().get("status") in ("ok", "degraded"))
+        await _wait_http(http, f"{gw_url}/health", procs, 120, lambda r: r.status_code == 200)
+        # phase 1: images, good and bad, interleaved (batches mix good and bad records of every partition)
+        good_images = [corpus.good_image(level=60 + i % 150) for i in range(20 * scale)]
+        bad_images = [c for _ in range(scale) for c in corpus.image_topic_bad()]
+        dups = [
+            Case("exact duplicate", "score", c.topic, c.value, c.key, event_id=c.event_id)
+            for c in good_images[: 3 * scale]
+        ]
+        phase1 = good_images + bad_images + dups
+        rng.shuffle(phase1)
+        await asyncio.to_thread(client.upload, phase1)
+        say(f"hostile: sending {len(phase1)} image events ({len(bad_images)} bad)")
+        for i, case in enumerate(phase1):
+            await client.send(case)
+            if kill_midway and i == len(phase1) // 2:
+                say("hostile: kill -9 of the inference service mid-run, then start it again")
+                procs["inference"].kill9()
+                procs["inference"].start()
+        good_ids = [c.event_id for c in good_images if c.event_id]
+        await _until(lambda: len(client.scored(good_ids)) == len(good_ids), timeout_s, procs, "good images scored")
+        # phase 2: user scores over Kafka and HTTP, for inspections now known
+        known = [json.loads(c.value)["inspection_id"] for c in good_images]
+        good_users = [corpus.good_user_kafka(known[i % len(known)]) for i in range(10 * scale)]
+        bad_users = [c for _ in range(scale) for c in corpus.user_topic_bad(known)]
+        phase2 = good_users + bad_users
+        rng.shuffle(phase2)
+        say(f"hostile: sending {len(phase2)} user scores on Kafka ({len(bad_users)} bad)")
+        for case in phase2:
+            await client.send(case)
+        http_cases = [c for _ in range(scale) for c in corpus.http_cases(known[len(known) // 2 :], API_KEY)]
+        say(f"hostile: sending {len(http_cases)} requests to the LIMS gateway")
+        statuses: list[tuple[Case, int, str]] = []
+        for case in http_cases:
+            r = await http.request(
+                case.http["method"], gw_url + case.http["path"], headers=case.http["headers"], content=case.http["body"]
+            )
+            statuses.append((case, r.status_code, r.text[:300]))
+        # canaries: good records after everything, on every partition of both topics
+        canaries = [corpus.good_image(level=200) for _ in range(12)]
+        await asyncio.to_thread(client.upload, canaries)
+        for case in canaries:
+            await client.send(case)
+        user_canaries = [corpus.good_user_kafka(known[i]) for i in range(min(12, len(known)))]
+        for case in user_canaries:
+            await client.send(case)
+        # wait for every effect, then check each input's outcome
+        img_ids = good_ids + [c.event_id for c in canaries if c.event_id]
+        user_ids = [c.event_id for c in good_users + user_canaries if c.event_id]
+        user_ids += [c.event_id for c, code, _ in statuses if c.expect == "apply" and c.event_id]
+        bad_cases = bad_images + bad_users
+        bad_coords = {(c.topic, c.partition, c.offset): c for c in bad_cases}
+
+        async def all_done() -> bool:
+            letters = await dead_letters_of(settings.kafka.bootstrap_servers, "")
+            seen = {(d.source_topic, d.partition, d.offset) for d in letters}
+            return (
+                len(client.scored(img_ids)) == len(set(img_ids))
+                and len(client.applied(user_ids)) == len(set(user_ids))
+                and set(bad_coords) <= seen
+            )
+
+        await _until_async(all_done, timeout_s, procs, "every good record applied and every bad one dead-lettered")
+        await asyncio.sleep(3)  # room for a (wrong) second dead letter to show up
+        letters = await dead_letters_of(settings.kafka.bootstrap_servers, "")
+        _check(report, client, letters, good_images, dups, canaries, good_users + user_canaries, statuses, bad_cases)
+        report.stalls += await _check_moving(report, http, inf_url, canaries, user_canaries, client)
+    finally:
+        await http.aclose()
+        await client.stop()
+        for p in procs.values():
+            p.stop()
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _check(
+    report: HostileReport,
+    client: Client,
+    letters: list[Any],
+    good_images: list[Case],
+    dups: list[Case],
+    canaries: list[Case],
+    good_users: list[Case],
+    statuses: list[tuple[Case, int, str]],
+    bad_cases: list[Case],
+) -> None:
+    by_coord: dict[tuple[Any, Any, Any], list[Any]] = {}
+    for d in letters:
+        by_coord.setdefault((d.source_topic, d.partition, d.offset), []).append(d)
+    # good: applied exactly once, never dead-lettered
+    images = good_images + canaries
+    scored = client.scored([c.event_id for c in images if c.event_id])
+    user_ids = [c.event_id for c in good_users if c.event_id]
+    http_good = [(c, code) for c, code, _ in statuses if c.expect == "apply"]
+    applied = client.applied(user_ids + [c.event_id for c, _ in http_good if c.event_id])
+    distinct_http = {c.event_id for c, _ in http_good}
+    report.good = len(images) + len(user_ids) + len(distinct_http)
+    report.applied = sum(1 for c in images if scored.get(c.event_id or "") == 1)
+    report.applied += sum(1 for e in user_ids if applied.get(e) == 1)
+    report.applied += sum(1 for e in distinct_http if e and applied.get(e) == 1)
+    for c in images:
+        if scored.get(c.event_id or "") != 1:
+            report.problems.append(f"good image {c.event_id} scored {scored.get(c.event_id or '', 0)} times")
+    for c in [*images, *dups, *good_users]:
+        if by_coord.get((c.topic, c.partition, c.offset)):
+            report.problems.append(f"good record {c.topic}[{c.partition}]@{c.offset} was dead-lettered")
+    for c, code in http_good:
+        if code != 202:
+            report.problems.append(f"good HTTP score {c.event_id} answered {code}")
+    # bad: dead-lettered exactly once with its own reason, or refused with the expected 4xx
+    kafka_bad_ok = 0
+    for c in bad_cases:
+        mine = by_coord.get((c.topic, c.partition, c.offset), [])
+        text = " ".join(f"{d.error_type} {d.error}" for d in mine).lower()
+        if len(mine) != 1:
+            report.problems.append(f"{c.klass}: {c.topic}[{c.partition}]@{c.offset} dead-lettered {len(mine)} times")
+        elif c.reason.lower() not in text:
+            report.problems.append(f"{c.klass}: expected reason {c.reason!r}, got {text[:200]!r}")
+        elif len(c.value) > 65_536 and not _whole_copy_ok(client, mine[0], c.value):
+            report.problems.append(f"{c.klass}: the whole {len(c.value)}-byte message is not in the object store")
+        else:
+            kafka_bad_ok += 1
+    refusals = [(c, code, text) for c, code, text in statuses if c.expect == "refuse"]
+    http_ok = 0
+    for c, code, text in refusals:
+        if str(code) == c.reason:
+            http_ok += 1
+        else:
+            report.problems.append(f"HTTP {c.klass}: expected {c.reason}, got {code}: {text[:200]}")
+    report.http_5xx = sum(1 for _, code, _ in statuses if code >= 500)
+    report.bad = len(bad_cases) + len(refusals)
+    report.classes = len({c.klass for c in bad_cases} | {c.klass for c, _, _ in refusals})
+    report.rejected_once = kafka_bad_ok + http_ok
+
+
+def _whole_copy_ok(client: Client, letter: Any, value: bytes) -> bool:
+    if not (letter.raw_truncated and letter.raw_uri and letter.raw_sha256 == hashlib.sha256(value).hexdigest()):
+        return False
+    return hashlib.sha256(client.store.get_bytes(letter.raw_uri)).hexdigest() == letter.raw_sha256
+
+
+async def _check_moving(
+    report: HostileReport, http: Any, inf_url: str, canaries: list[Case], users: list[Case], client: Client
+) -> int:
+    """Stalls: partitions whose canaries were not applied, plus an inference /health that is not ok and idle."""
+    stalls = 0
+    scored = client.scored([c.event_id for c in canaries if c.event_id])
+    applied = client.applied([c.event_id for c in users if c.event_id])
+    for name, cases, done in (("images", canaries, scored), ("user scores", users, applied)):
+        parts = {c.partition for c in cases}
+        stuck = {c.partition for c in cases if done.get(c.event_id or "") != 1}
+        stalls += len(stuck)
+        if stuck:
+            report.problems.append(f"{name}: partitions {sorted(stuck)} did not move (of {sorted(parts)})")
+    body: dict[str, Any] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the lag is read every second: wait for it to reach 0
+        r = await http.get(f"{inf_url}/health")
+        body = r.json()
+        if r.status_code == 200 and body.get("status") == "ok" and body["consumer"]["lag_total"] == 0:
+            return stalls
+        await asyncio.sleep(1)
+    report.problems.append(f"inference /health after the run: {json.dumps(body)[:400]}")
+    return stalls + 1
+
+
+async def _wait_http(
+    http: Any, url: str, procs: dict[str, ServiceProc], within_s: float, ok: Callable[[Any], bool]
+) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        _alive(procs)
+        try:
+            r = await http.get(url)
+            if ok(r):
+                return
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} not ready after {within_s:.0f}s")
+        await asyncio.sleep(1)
+
+
+def _alive(procs: dict[str, ServiceProc]) -> None:
+    for p in procs.values():
+        if p.exited():
+            tail = p.log.read_text(errors="replace").splitlines()[-15:]
+            raise RuntimeError(f"{p.name} exited ({p.returncode()}):\n" + "\n".join(tail))
+
+
+async def _until(check: Callable[[], bool], within_s: float, procs: dict[str, ServiceProc], what: str) -> None:
+    async def wrapped() -> bool:
+        return await asyncio.to_thread(check)
+
+    await _until_async(wrapped, within_s, procs, what)
+
+
+async def _until_async(check: Callable[[], Any], within_s: float, procs: dict[str, ServiceProc], what: str) -> None:
+    deadline = time.monotonic() + within_s
+    while not await check():
+        _alive(procs)
+        if time.monotonic() > deadline:
+            return  # the checks then say what is missing
+        await asyncio.sleep(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m axis_simulators.hostile``: fresh stack, the hostile run, the verdict, stack down."""
+    from axis_stack import down, up
+
+    p = argparse.ArgumentParser(prog="python -m axis_simulators.hostile", description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=int, default=3, help="copies of the corpus (3: over 300 bad inputs)")
+    p.add_argument(
+        "--kill-midway",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="kill -9 the inference service half-way through the images (default on)",
+    )
+    p.add_argument("--data-dir", default=None, help="stack data dir (default: a fresh one under /tmp, removed)")
+    p.add_argument("--timeout", type=float, default=600.0)
+    a = p.parse_args(argv)
+    fresh = a.data_dir is None
+    data_dir = Path(a.data_dir or tempfile.mkdtemp(prefix="axis-hostile-", dir="/tmp"))
+    print(f"hostile: starting the embedded stack in {data_dir}", flush=True)
+    up(data_dir, quiet=True)
+    try:
+        report = asyncio.run(
+            run_hostile(
+                data_dir,
+                scale=a.scale,
+                kill_midway=a.kill_midway,
+                timeout_s=a.timeout,
+                say=lambda s: print(s, flush=True),
+            )
+        )
+    finally:
+        down(data_dir, quiet=True)
+        if fresh:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    for problem in report.problems[:30]:
+        print(f"hostile: problem: {problem}")
+    print(f"hostile: {report.seconds:.0f}s")
+    print(report.line(), flush=True)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
