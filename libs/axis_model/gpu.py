@@ -217,7 +217,8 @@ class GpuScorer:
                 fn(static_x, static_mode)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: the service's other threads (a model swap loading the next scorer) may use CUDA meanwhile
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             out = fn(static_x, static_mode)
         captured = _Graph(graph, static_x, static_mode, out)
         self._graphs[(key, x.shape[0], x.dim())] = captured
