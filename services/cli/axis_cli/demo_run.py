@@ -127,7 +127,7 @@ class DemoRun:
         self.services = services = ServiceSet(
             data, {**self.env(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         )
-        self.ports = {"inference": free_port(), "curation": free_port()}
+        self.ports = {"inference": free_port(), "curation": free_port(), "discrepancy": free_port()}
         common = {"AXIS_MODEL__BASE_PATH": str(self.base_path)}
         services.start(
             "inference",
@@ -140,7 +140,9 @@ class DemoRun:
                 "AXIS_INFERENCE__CACHE_DIR": str(data / "cache" / "inference"),
             },
         )
-        services.start("discrepancy", ["-m", "axis_discrepancy"])
+        services.start(
+            "discrepancy", ["-m", "axis_discrepancy"], {"AXIS_DISCREPANCY__HTTP_PORT": str(self.ports["discrepancy"])}
+        )
         curation_env = {"AXIS_CURATION__BCRYPT_ROUNDS": "4", "AXIS_CURATION__CONSENSUS_MIN": "2"}
         services.start(
             "curation", ["-m", "axis_curation", "serve", "--port", str(self.ports["curation"])], curation_env

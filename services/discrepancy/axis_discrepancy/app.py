@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from axis_adapters.db import async_pool
+from axis_adapters.health_http import HealthServer
 from axis_adapters.kafka import consumer_options, make_broker, records_of
+from axis_adapters.liveness import ConsumerProgress, timestamps_of
 from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.retry import RetryPolicy, retry_async
 from faststream import AckPolicy, Context
@@ -42,11 +44,16 @@ async def _raw_bodies(message: Any) -> None:
     return None
 
 
-def register(broker: KafkaBroker, settings: DiscrepancySettings, service: Callable[[], DiscrepancyService]) -> None:
-    """Subscribe the batch handler to both score topics in the service's consumer group."""
+def register(
+    broker: KafkaBroker,
+    settings: DiscrepancySettings,
+    service: Callable[[], DiscrepancyService],
+    progress: ConsumerProgress | None = None,
+) -> Any:
+    """Subscribe the batch handler to both score topics in the service's consumer group; returns the subscriber."""
     opts = settings.discrepancy
-
-    @broker.subscriber(
+    progress = progress or ConsumerProgress(stall_after_s=opts.stall_after_s)
+    subscriber = broker.subscriber(
         opts.crystal_scored_topic,
         opts.user_scored_topic,
         batch=True,
@@ -57,8 +64,15 @@ def register(broker: KafkaBroker, settings: DiscrepancySettings, service: Callab
         decoder=_raw_bodies,
         **consumer_options(settings.kafka),
     )
+
+    @subscriber
     async def on_scores(message: KafkaMessage = Context("message")) -> None:
-        await service().handle(records_of(message))
+        records = records_of(message)
+        progress.started(records, timestamps_of(message))
+        await service().handle(records)
+        progress.finished(records)
+
+    return subscriber
 
 
 def batch_policy(opts: DiscrepancyOptions) -> RetryPolicy:
@@ -111,6 +125,8 @@ class RunningService:
     broker: KafkaBroker
     pool: AsyncConnectionPool
     service: DiscrepancyService
+    progress: ConsumerProgress = field(default_factory=ConsumerProgress)
+    subscriber: Any = None
     _strikes: int = field(default=0, repr=False)
 
     @classmethod
@@ -119,7 +135,8 @@ class RunningService:
         pool = await open_pool(settings)
         broker = make_broker(settings.kafka, **broker_options)
         service = build_service(settings, pool=pool, broker=broker)
-        register(broker, settings, lambda: service)
+        progress = ConsumerProgress(stall_after_s=settings.discrepancy.stall_after_s)
+        subscriber = register(broker, settings, lambda: service, progress)
         try:
             await broker.start()
         except BaseException:
@@ -127,7 +144,7 @@ class RunningService:
                 await asyncio.wait_for(broker.stop(), timeout=STOP_TIMEOUT_S)
             await pool.close()
             raise
-        return cls(broker=broker, pool=pool, service=service)
+        return cls(broker=broker, pool=pool, service=service, progress=progress, subscriber=subscriber)
 
     @classmethod
     async def start_retrying(cls, settings: DiscrepancySettings, **broker_options: Any) -> RunningService:
@@ -148,6 +165,36 @@ class RunningService:
                 f"(more than AXIS_DISCREPANCY__MAX_OUTAGE_S={max_outage_s:g})"
             )
         return None
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """/health: ok while consuming and making progress; the consumer's lag, dead letters by reason."""
+        gone = self._consumer_gone()
+        stalled = self.progress.stalled()
+        since = self.service.failing_since
+        status = "stopped" if gone else "stalled" if stalled else "retrying" if since is not None else "ok"
+        body = {
+            "status": status,
+            "problem": gone or stalled,
+            "consumer": self.progress.as_dict(),
+            "dead_lettered_by_reason": dict(self.service.dead_letters.by_reason),
+            "failing_for_s": None if since is None else round(time.monotonic() - since, 1),
+        }
+        return status == "ok", body
+
+    async def metrics(self) -> str:
+        """/metrics: Prometheus text."""
+        lines = self.progress.prometheus("axis_discrepancy")
+        lines.append("# TYPE axis_discrepancy_dead_lettered_total counter")
+        reasons = self.service.dead_letters.by_reason or {"none": 0}
+        lines += [f'axis_discrepancy_dead_lettered_total{{reason="{r}"}} {n}' for r, n in sorted(reasons.items())]
+        return "\n".join(lines) + "\n"
+
+    async def watch_lag(self, every_s: float) -> None:
+        """Refresh the consumer's lag every ``every_s`` seconds (until cancelled)."""
+        while True:
+            with suppress(Exception):  # a rebalance or a broker restart: next tick
+                await self.progress.refresh(getattr(self.subscriber, "consumer", None))
+            await asyncio.sleep(every_s)
 
     def _consumer_gone(self) -> str | None:
         for sub in self.broker.subscribers:
@@ -211,7 +258,17 @@ async def _serve(settings: DiscrepancySettings, stop: asyncio.Event, hard_exit_s
         log.critical("discrepancy service could not start: %s; exiting with status 1", exc)
         return 1
     log.info("consuming %s, %s as group %s", opts.crystal_scored_topic, opts.user_scored_topic, opts.group_id)
+    token = opts.metrics_token.get_secret_value() if opts.metrics_token else None
+    http = HealthServer(opts.http_host, opts.http_port, health=running.health, metrics=running.metrics, token=token)
+    try:
+        await http.start()
+    except Exception as exc:
+        log.critical("cannot serve /health on %s:%s (%s); exiting with status 1", opts.http_host, opts.http_port, exc)
+        await running.stop()
+        return 1
+    log.info("health and metrics on http://%s:%s/health", opts.http_host, http.port)
     flush = asyncio.create_task(running.service.flush_outbox())  # what a previous run committed but did not publish
+    lag = asyncio.create_task(running.watch_lag(opts.lag_poll_s))
     problem = None
     try:
         while problem is None and not stop.is_set():
@@ -225,10 +282,12 @@ async def _serve(settings: DiscrepancySettings, stop: asyncio.Event, hard_exit_s
             if hard_exit_s is not None:
                 _exit_anyway_after(hard_exit_s, 1)
     finally:
+        lag.cancel()
         flush.cancel()
         with suppress(BaseException):
             await flush
         await running.stop()
+        await http.stop()
     log.info("stopped")
     return 1 if problem is not None else 0
 

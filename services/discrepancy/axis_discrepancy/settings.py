@@ -32,6 +32,13 @@ class DiscrepancyOptions(BaseModel):
     startup_attempts: int = Field(default=12, ge=1, description="tries to reach PostgreSQL and the broker at start")
     watchdog_interval_s: float = Field(default=2.0, gt=0.0, description="how often the consumer's liveness is checked")
     heartbeat_file: Path | None = Field(default=None, description="touched at each healthy check (liveness probe)")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8082, ge=0, le=65535, description="/health and /metrics (0: a free port)")
+    metrics_token: SecretStr | None = Field(default=None, description="bearer token for /metrics (open without)")
+    stall_after_s: float = Field(
+        default=300.0, gt=0, description="/health says stalled when events wait and no batch finished this long"
+    )
+    lag_poll_s: float = Field(default=5.0, gt=0, description="how often the consumer lag is read")
 
 
 class LimsOptions(BaseModel):

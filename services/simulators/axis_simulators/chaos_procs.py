@@ -109,5 +109,6 @@ def service_env(stack_env: dict[str, str], work: Path, run: str) -> dict[str, st
         "AXIS_INFERENCE__RETRY_BACKOFF_MAX_S": "2",
         "AXIS_INFERENCE__SHUTDOWN_TIMEOUT_S": "10",
         "AXIS_DISCREPANCY__RETRY_DELAY_S": "0.5",
+        "AXIS_DISCREPANCY__HTTP_PORT": "0",
         "PYTHONUNBUFFERED": "1",
     }

@@ -157,13 +157,15 @@ async def run_hostile(
     info = stack_info(data_dir)
     run = uuid.uuid4().hex[:6].upper()
     work = data_dir / f"hostile-{run}"
-    inf_port, gw_port = _free_port(), _free_port()
+    inf_port, gw_port, dis_port = _free_port(), _free_port(), _free_port()
     env = {
         **service_env(info.env, work, run),
         "AXIS_INFERENCE__HTTP_PORT": str(inf_port),
         "AXIS_INFERENCE__LAG_POLL_S": "1",
         "AXIS_INFERENCE__STALL_AFTER_S": "90",
         "AXIS_LIMS__PORT": str(gw_port),
+        "AXIS_DISCREPANCY__HTTP_PORT": str(dis_port),
+        "AXIS_DISCREPANCY__LAG_POLL_S": "1",
         "AXIS_LIMS__API_KEY": API_KEY,
     }
     procs = {
@@ -176,6 +178,7 @@ async def run_hostile(
     report = HostileReport()
     corpus = Corpus(run)
     inf_url, gw_url = f"http://127.0.0.1:{inf_port}", f"http://127.0.0.1:{gw_port}"
+    dis_url = f"http://127.0.0.1:{dis_port}"
     for p in procs.values():
         p.start()
     await client.start()
@@ -184,6 +187,7 @@ async def run_hostile(
         say(f"hostile: run {run}; services starting (logs in {work})")
         await _wait_http(http, f"{inf_url}/health", procs, 240, lambda r: r.json().get("status") in ("ok", "degraded"))
         await _wait_http(http, f"{gw_url}/health", procs, 120, lambda r: r.status_code == 200)
+        await _wait_http(http, f"{dis_url}/health", procs, 120, lambda r: r.status_code == 200)
         # phase 1: images, good and bad, interleaved (batches mix good and bad records of every partition)
         good_images = [corpus.good_image(level=60 + i % 150) for i in range(20 * scale)]
         bad_images = [c for _ in range(scale) for c in corpus.image_topic_bad()]
@@ -195,13 +199,18 @@ async def run_hostile(
         rng.shuffle(phase1)
         await asyncio.to_thread(client.upload, phase1)
         say(f"hostile: sending {len(phase1)} image events ({len(bad_images)} bad)")
+        good_ids = [c.event_id for c in good_images if c.event_id]
         for i, case in enumerate(phase1):
             await client.send(case)
+            if kill_midway:
+                await asyncio.sleep(0.02)  # ~50 events/s: the service is consuming while the kill lands
             if kill_midway and i == len(phase1) // 2:
-                say("hostile: kill -9 of the inference service mid-run, then start it again")
+                sent_good = [c.event_id for c in phase1[: i + 1] if c.expect == "score" and c.event_id]
+                await _until(lambda: len(client.scored(sent_good)) > 0, 120, procs, "the first scores")
+                done = len(client.scored(sent_good))
+                say(f"hostile: kill -9 of the inference service mid-run ({done} good images scored so far), restart")
                 procs["inference"].kill9()
                 procs["inference"].start()
-        good_ids = [c.event_id for c in good_images if c.event_id]
         await _until(lambda: len(client.scored(good_ids)) == len(good_ids), timeout_s, procs, "good images scored")
         # phase 2: user scores over Kafka and HTTP, for inspections now known
         known = [json.loads(c.value)["inspection_id"] for c in good_images]
@@ -248,7 +257,7 @@ async def run_hostile(
         await asyncio.sleep(3)  # room for a (wrong) second dead letter to show up
         letters = await dead_letters_of(settings.kafka.bootstrap_servers, "")
         _check(report, client, letters, good_images, dups, canaries, good_users + user_canaries, statuses, bad_cases)
-        report.stalls += await _check_moving(report, http, inf_url, canaries, user_canaries, client)
+        report.stalls += await _check_moving(report, http, [inf_url, dis_url], canaries, user_canaries, client)
     finally:
         await http.aclose()
         await client.stop()
@@ -325,9 +334,9 @@ def _whole_copy_ok(client: Client, letter: Any, value: bytes) -> bool:
 
 
 async def _check_moving(
-    report: HostileReport, http: Any, inf_url: str, canaries: list[Case], users: list[Case], client: Client
+    report: HostileReport, http: Any, health_urls: list[str], canaries: list[Case], users: list[Case], client: Client
 ) -> int:
-    """Stalls: partitions whose canaries were not applied, plus an inference /health that is not ok and idle."""
+    """Stalls: partitions whose canaries were not applied, plus each consumer whose /health is not ok with lag 0."""
     stalls = 0
     scored = client.scored([c.event_id for c in canaries if c.event_id])
     applied = client.applied([c.event_id for c in users if c.event_id])
@@ -337,16 +346,20 @@ async def _check_moving(
         stalls += len(stuck)
         if stuck:
             report.problems.append(f"{name}: partitions {sorted(stuck)} did not move (of {sorted(parts)})")
-    body: dict[str, Any] = {}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the lag is read every second: wait for it to reach 0
-        r = await http.get(f"{inf_url}/health")
-        body = r.json()
-        if r.status_code == 200 and body.get("status") == "ok" and body["consumer"]["lag_total"] == 0:
-            return stalls
-        await asyncio.sleep(1)
-    report.problems.append(f"inference /health after the run: {json.dumps(body)[:400]}")
-    return stalls + 1
+    for url in health_urls:
+        body: dict[str, Any] = {}
+        deadline = time.monotonic() + 30
+        while True:  # the lag is read every second: wait for it to reach 0
+            r = await http.get(f"{url}/health")
+            body = r.json()
+            if r.status_code == 200 and body.get("status") == "ok" and body["consumer"]["lag_total"] == 0:
+                break
+            if time.monotonic() > deadline:
+                report.problems.append(f"{url}/health after the run: {json.dumps(body)[:400]}")
+                stalls += 1
+                break
+            await asyncio.sleep(1)
+    return stalls
 
 
 async def _wait_http(
