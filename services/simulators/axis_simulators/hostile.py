@@ -206,7 +206,7 @@ async def run_hostile(
                 await asyncio.sleep(0.02)  # ~50 events/s: the service is consuming while the kill lands
             if kill_midway and i == len(phase1) // 2:
                 sent_good = [c.event_id for c in phase1[: i + 1] if c.expect == "score" and c.event_id]
-                await _until(lambda: len(client.scored(sent_good)) > 0, 120, procs, "the first scores")
+                await _until(lambda ids=sent_good: len(client.scored(ids)) > 0, 120, procs, "the first scores")
                 done = len(client.scored(sent_good))
                 say(f"hostile: kill -9 of the inference service mid-run ({done} good images scored so far), restart")
                 procs["inference"].kill9()
