@@ -28,6 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +207,7 @@ async def run_hostile(
                 await asyncio.sleep(0.02)  # ~50 events/s: the service is consuming while the kill lands
             if kill_midway and i == len(phase1) // 2:
                 sent_good = [c.event_id for c in phase1[: i + 1] if c.expect == "score" and c.event_id]
-                await _until(lambda ids=sent_good: len(client.scored(ids)) > 0, 120, procs, "the first scores")
+                await _until(partial(_any_scored, client, sent_good), 120, procs, "the first scores")
                 done = len(client.scored(sent_good))
                 say(f"hostile: kill -9 of the inference service mid-run ({done} good images scored so far), restart")
                 procs["inference"].kill9()
@@ -327,6 +328,10 @@ def _check(
     report.rejected_once = kafka_bad_ok + http_ok
 
 
+def _any_scored(client: Client, ids: list[str]) -> bool:
+    return len(client.scored(ids)) > 0
+
+
 def _whole_copy_ok(client: Client, letter: Any, value: bytes) -> bool:
     if not (letter.raw_truncated and letter.raw_uri and letter.raw_sha256 == hashlib.sha256(value).hexdigest()):
         return False
@@ -345,7 +350,9 @@ async def _check_moving(
         stuck = {c.partition for c in cases if done.get(c.event_id or "") != 1}
         stalls += len(stuck)
         if stuck:
-            report.problems.append(f"{name}: partitions {sorted(stuck)} did not move (of {sorted(parts)})")
+            report.problems.append(
+                f"{name}: partitions {sorted(map(str, stuck))} did not move (of {sorted(map(str, parts))})"
+            )
     for url in health_urls:
         body: dict[str, Any] = {}
         deadline = time.monotonic() + 30

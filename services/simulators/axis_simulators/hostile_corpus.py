@@ -105,12 +105,14 @@ class Corpus:
             objects={ev["image_uri"]: png(level)},
         )
 
-    def bad_image_event(
-        self, klass: str, reason: str, *, raw: bytes | None = None, upload: bool = True, **over: Any
-    ) -> Case:
+    def bad_image_event(self, klass: str, reason: str, *, upload: bool = True, **over: Any) -> Case:
         """A bad ImageCaptured; its image is uploaded (when its URI is ours) so that only the named flaw is wrong."""
+        return self.bad_image(klass, reason, over, upload=upload)
+
+    def bad_image(self, klass: str, reason: str, over: dict[str, Any], *, upload: bool = True) -> Case:
+        """:meth:`bad_image_event` with the replaced fields as a dict."""
         ev = self.image_event(**over)
-        value = raw if raw is not None else json.dumps(ev).encode()
+        value = json.dumps(ev).encode()
         uri = ev.get("image_uri")
         ours = upload and isinstance(uri, str) and uri.startswith(f"s3://{self.bucket}/")
         return Case(
@@ -120,7 +122,7 @@ class Corpus:
             value,
             self.key_of(ev),
             reason=reason,
-            objects={uri: png(90)} if ours else {},
+            objects={str(uri): png(90)} if ours else {},
         )
 
     def user_score(self, inspection: str, /, **over: Any) -> dict[str, Any]:
@@ -175,7 +177,7 @@ class Corpus:
                 base = self.image_event()
                 value = str(base[fld])
                 cut = len(value) // 2
-                cases.append(self.bad_image_event("control characters", fld, **{fld: value[:cut] + ch + value[cut:]}))
+                cases.append(self.bad_image("control characters", fld, {fld: value[:cut] + ch + value[cut:]}))
         cases += [
             self.bad_image_event("id limits", "inspection_id", inspection_id="I" * 129),
             self.bad_image_event("id limits", "imager_id", imager_id="m" * 500),
@@ -195,7 +197,7 @@ class Corpus:
         ]:
             cases.append(self.bad_image_event("times", why, imaged_at=when))
         cases.append(self.bad_image_event("times", "occurred_at", occurred_at="9999-01-01T00:00:00Z"))
-        for over, why in [
+        schema: list[tuple[dict[str, Any], str]] = [
             ({"schema_version": 0}, "schema_version"),
             ({"schema_version": "two"}, "schema_version"),
             ({"event_type": "UserScored"}, "event_type"),
@@ -206,8 +208,9 @@ class Corpus:
             ({"drop": 0}, "drop"),
             ({"event_id": "not-a-uuid"}, "event_id"),
             ({"image_uri": "http://example.org/x.png"}, "image_uri"),
-        ]:
-            cases.append(self.bad_image_event("schema", why, **over))
+        ]
+        for over, why in schema:
+            cases.append(self.bad_image("schema", why, over))
         cases.append(self._without("image_uri"))
         # objects: forbidden bucket, missing key, broken and hostile images
         cases.append(self.bad_image_event("objects", "bucket", image_uri=f"s3://not-allowed-{self.run.lower()}/x.png"))
