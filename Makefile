@@ -7,6 +7,7 @@ PIP := $(VENV)/bin/pip
 DATA_DIR ?= .axis
 STAMP := $(VENV)/.installed
 SIZE ?= 518
+SERVICES ?= all
 PYTEST_ARGS ?=
 BENCH_GPU_ARGS ?=
 
@@ -60,13 +61,13 @@ test-e2e: $(STAMP) ## end-to-end loop test
 test-browser: $(STAMP) browser-deps ## browser tests of the web pages (headless chromium)
 	$(PY) -m pytest -q -m browser $(PYTEST_ARGS)
 
-up: $(STAMP) ## start the embedded stack (broker, PostgreSQL, S3, MLflow); a no-op when it is up
-	$(PY) -m axis_stack up --data-dir $(DATA_DIR)
+up: $(STAMP) ## start the embedded stack and every service, supervised (SERVICES=all|none|a,b); a no-op when up
+	$(PY) -m axis_stack up --data-dir $(DATA_DIR) --services $(SERVICES)
 
-status: $(STAMP) ## show whether each piece of the embedded stack is healthy
+status: $(STAMP) ## every server and service: healthy or not, /health, consumer lag, models in use, pages
 	$(PY) -m axis_stack status --data-dir $(DATA_DIR)
 
-down: $(STAMP) ## stop exactly what `make up` started
+down: $(STAMP) ## stop the services (in-flight batches finish), then exactly what `make up` started
 	$(PY) -m axis_stack down --data-dir $(DATA_DIR)
 
 demo: $(STAMP) ## run one whole Lab-in-the-Loop cycle on the embedded stack

@@ -11,21 +11,29 @@ from axis_stack.compose import compose_check
 from axis_stack.provision import create_topics_from_settings, migrate_from_settings, probe_from_settings
 from axis_stack.stack import down, restart, status, up
 from axis_stack.state import COMPONENTS
+from axis_stack.supervisor import SERVICES, parse_selection, service_rows, start_services, stop_services
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m axis_stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("up", "start the stack (a no-op when it is up)"),
-        ("status", "show each server healthy or not (exit 1 if one is not)"),
-        ("down", "stop exactly what `up` started"),
+        ("up", "start the stack and the supervised services (a no-op when they are up)"),
+        ("status", "show each server and service: healthy or not, lag, models, pages (exit 1 if one is down)"),
+        ("down", "stop the services (in-flight batches finish), then exactly what `up` started"),
         ("restart", "restart one server on its port"),
+        ("supervise", "(internal) run the services in the foreground; `up` starts this detached"),
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--data-dir", type=Path, default=Path(".axis"), help="state, data and logs (default .axis)")
+        if name in ("up", "supervise"):
+            cmd.add_argument(
+                "--services",
+                default="all",
+                help=f"all (default), none, or a comma-separated subset of {', '.join(SERVICES)}",
+            )
         if name == "up":
-            cmd.add_argument("--kafka-storage", choices=KAFKA_STORAGES, default="memory")
+            cmd.add_argument("--kafka-storage", choices=KAFKA_STORAGES, default=None)
             for comp in COMPONENTS:
                 cmd.add_argument(f"--{comp}-port", type=int, default=None, help=f"port of {comp} (default: a free one)")
         if name == "restart":
@@ -45,13 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "up":
+            names = parse_selection(args.services)
             ports = {c: getattr(args, f"{c}_port") for c in COMPONENTS if getattr(args, f"{c}_port")}
-            info = up(args.data_dir, kafka_storage=args.kafka_storage, ports=ports or None)
+            storage = {"kafka_storage": args.kafka_storage} if args.kafka_storage else {}
+            info = up(args.data_dir, ports=ports or None, **storage)
+            start_services(args.data_dir, names)
             print(f"export AXIS_ENV_FILE={info.env_file}")
             return 0
+        if args.command == "supervise":
+            from axis_stack.supervisor import main as supervise_main
+
+            return supervise_main(["--data-dir", str(args.data_dir), "--services", args.services])
         if args.command == "status":
             return _print_status(args.data_dir)
         if args.command == "down":
+            stop_services(args.data_dir)
             down(args.data_dir)
             return 0
         if args.command == "restart":
@@ -78,12 +94,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_status(data_dir: Path) -> int:
     rows = status(data_dir)
-    print(f"{'component':<10} {'healthy':<8} {'pid':>8} {'port':>6}  detail")
+    print(f"{'component':<12} {'healthy':<8} {'pid':>8} {'port':>6}  detail")
     for row in rows.values():
         pid = str(row.pid) if row.pid else "-"
         port = str(row.port) if row.port else "-"
-        print(f"{row.name:<10} {'yes' if row.healthy else 'NO':<8} {pid:>8} {port:>6}  {row.detail}")
-    return 0 if all(r.healthy for r in rows.values()) else 1
+        print(f"{row.name:<12} {'yes' if row.healthy else 'NO':<8} {pid:>8} {port:>6}  {row.detail}")
+    services = list(service_rows(data_dir))
+    if services:
+        print()
+        print(f"{'service':<12} {'state':<10} {'pid':>8} {'port':>6} {'health':<20} {'lag':>5}  detail")
+        for s in services:
+            pid = str(s.pid) if s.pid else "-"
+            port = str(s.port) if s.port else "-"
+            print(f"{s.name:<12} {s.state:<10} {pid:>8} {port:>6} {s.health:<20} {s.lag:>5}  {s.detail}")
+    down_services = [s for s in services if s.state != "running"]
+    return 0 if all(r.healthy for r in rows.values()) and not down_services else 1
 
 
 if __name__ == "__main__":

@@ -157,18 +157,24 @@ def _stop(state: StackState, name: str, rec: ProcRecord) -> None:
 def up(
     data_dir: Path,
     *,
-    kafka_storage: str = "memory",
+    kafka_storage: str | None = None,
     ports: dict[str, int] | None = None,
     quiet: bool = False,
 ) -> StackInfo:
-    """Start whatever of the stack is not healthy in ``data_dir`` (a no-op when all is), provision it, return it."""
+    """Start whatever of the stack is not healthy in ``data_dir`` (a no-op when all is), provision it, return it.
+
+    ``kafka_storage`` None keeps the data dir's broker storage (a new data dir gets the default).
+    """
     data_dir = Path(data_dir).resolve()
     progress = _Progress(quiet)
-    if kafka_storage not in comp.KAFKA_STORAGES:
+    if kafka_storage is not None and kafka_storage not in comp.KAFKA_STORAGES:
         raise ValueError(f"kafka_storage must be one of {comp.KAFKA_STORAGES}, not {kafka_storage!r}")
     with locked(data_dir):
         (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        state = load_state(data_dir) or new_state(data_dir, ports, kafka_storage)
+        known = load_state(data_dir)
+        if kafka_storage is None:
+            kafka_storage = known.kafka_storage if known is not None else comp.DEFAULT_KAFKA_STORAGE
+        state = known or new_state(data_dir, ports, kafka_storage)
         if ports:
             state.ports.update(ports)
         storage_changed = state.kafka_storage != kafka_storage

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "register": ("axis_cli.register", "register a local model bundle (or published AXIS adapters) in MLflow"),
     "promote": ("axis_cli.promote", "move the champion alias to a model version (records who and why)"),
     "audit": ("axis_cli.audit", "which model version scored an image / inspection, and who promoted it"),
     "dlq": ("axis_cli.dlq", "dead-letter topic tools"),

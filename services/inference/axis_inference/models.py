@@ -149,7 +149,13 @@ class ChampionWatcher:
         wanted, missing = self._wanted()
         if wanted is None:
             if self._holder.scorer is None:
-                log.warning("no champion registered for %s; waiting", "/".join(missing))
+                log.warning(
+                    "no champion registered for %s; waiting (scoring starts by itself once one is: "
+                    "`python -m axis_cli register BUNDLE_DIR --promote --by NAME` for a local bundle or, with "
+                    "--published-visible/--published-uv DIR --base-path DINOV2_DIR, the published AXIS adapters; "
+                    "`make demo` trains the demo's foundation model)",
+                    "/".join(missing),
+                )
             return None
         current = self._holder.scorer
         if current is not None and all(
