@@ -30,6 +30,7 @@ TANSU_BUCKET = "axis-tansu"
 TOPIC_PARTITIONS = 3
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
 KAFKA_STORAGES = ("memory", "s3")
+DEFAULT_KAFKA_STORAGE = "memory"  # the broker storage of a new data dir
 
 
 @dataclass
