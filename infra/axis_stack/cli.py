@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
                 cmd.add_argument(f"--{comp}-port", type=int, default=None, help=f"port of {comp} (default: a free one)")
         if name == "restart":
             cmd.add_argument("component", choices=COMPONENTS)
+    back = sub.add_parser("backup", help="dump PostgreSQL and copy every bucket into a new folder")
+    back.add_argument("--data-dir", type=Path, default=Path(".axis"))
+    back.add_argument("--to", type=Path, required=True, dest="dest")
+    rest = sub.add_parser("restore", help="load a backup folder into the running stack")
+    rest.add_argument("--data-dir", type=Path, default=Path(".axis"))
+    rest.add_argument("--from", type=Path, required=True, dest="src")
     sub.add_parser("probe", help="exit 1 unless the broker, database and object store of AXIS_* settings answer")
     sub.add_parser("migrate", help="apply pending migrations to the database of the AXIS_POSTGRES__* settings")
     topics = sub.add_parser("create-topics", help="create missing topics on AXIS_KAFKA__BOOTSTRAP_SERVERS")
@@ -73,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "restart":
             restart(args.data_dir, args.component, quiet=False)
             return _print_status(args.data_dir)
+        if args.command in ("backup", "restore"):
+            from axis_stack.backup import backup, restore
+
+            if args.command == "backup":
+                print(json.dumps(backup(args.data_dir, args.dest)))
+            else:
+                print(json.dumps(restore(args.data_dir, args.src)))
+            return 0
         if args.command == "probe":
             problems = probe_from_settings()
             print("\n".join(problems) or "kafka, postgres and s3 reachable")
@@ -87,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         ok, message = compose_check(args.file, env_file=args.env_file)
         print(message, file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1
+    except subprocess.CalledProcessError as exc:
+        print(f"error: {exc.cmd[0]} failed: {(exc.stderr or b'').decode(errors='replace').strip()}", file=sys.stderr)
+        return 1
     except (RuntimeError, ValueError, FileNotFoundError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

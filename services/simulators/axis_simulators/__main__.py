@@ -6,7 +6,7 @@ import importlib
 import inspect
 import sys
 
-_KNOWN = ("robot", "lims", "curator", "chaos")
+_KNOWN = ("robot", "lims", "curator", "chaos", "hostile")
 
 
 def main(argv: list[str] | None = None) -> int:

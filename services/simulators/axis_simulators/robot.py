@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -330,3 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
