@@ -91,5 +91,8 @@ chaos: $(STAMP) ## kill and restart components under load; prints lost/duplicate
 hostile: $(STAMP) ## bad inputs of every class through the broker and HTTP; prints rejected-once / stall / 5xx counts
 	$(PY) -m axis_simulators.hostile $(HOSTILE_ARGS)
 
+durability: $(STAMP) ## fill a fresh stack through the loop, kill -9 everything at once, start again, count again
+	$(PY) -m axis_simulators.durability $(DURABILITY_ARGS)
+
 clean: ## remove the venv and local data
 	rm -rf $(VENV) $(DATA_DIR) build *.egg-info
