@@ -410,6 +410,13 @@ def service_rows(data_dir: Path) -> Iterator[ServiceRow]:
                 "no champion yet: `python -m axis_cli register BUNDLE_DIR` (a local bundle or published AXIS adapters)"
                 " or `make demo` for the demo's foundation model"
             )
+        consumer: dict[str, Any] = body["consumer"] if isinstance(body.get("consumer"), dict) else {}
+        if consumer.get("oldest_unprocessed_age_s"):
+            detail.append(f"oldest unprocessed {consumer['oldest_unprocessed_age_s']}s")
+        if body.get("stalled"):
+            detail.append(str(body["stalled"]))
+        if body.get("dead_lettered_by_reason"):
+            detail.append("dead letters " + ", ".join(f"{r}={n}" for r, n in body["dead_lettered_by_reason"].items()))
         if spec and spec.page and port and alive:
             detail.append(f"http://127.0.0.1:{port}{spec.page}")
         if st.get("restarts"):
