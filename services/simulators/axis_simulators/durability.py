@@ -104,29 +104,34 @@ def count(data_dir: Path, models: list[str], prefix: str) -> Counts:
 
 async def _offsets(bootstrap: str) -> tuple[int, dict[str, int]]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
+    from axis_contracts import topics
     from axis_contracts.topics import ALL_TOPICS
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
         await consumer.topics()
         parts = [TopicPartition(t, p) for t in ALL_TOPICS for p in (consumer.partitions_for_topic(t) or ())]
         ends = await consumer.end_offsets(parts)
-        committed: dict[str, int] = {}
-        for group in ("axis-inference", "axis-discrepancy"):
-            try:
-                offsets = await admin.list_consumer_group_offsets(group)
-            except Exception as exc:  # the broker may not answer OffsetFetch for a group: say so, do not guess
-                print(f"durability: committed offsets of {group} not readable: {exc!r}", flush=True)
-                continue
-            committed[group] = sum(max(0, m.offset) for m in offsets.values())
-        return sum(ends.values()), committed
     finally:
-        await admin.close()
         await consumer.stop()
+    committed: dict[str, int] = {}
+    groups = {
+        "axis-inference": [p for p in parts if p.topic == topics.IMAGE_CAPTURED],
+        "axis-discrepancy": [p for p in parts if p.topic in (topics.CRYSTAL_SCORED, topics.USER_SCORED)],
+    }
+    for group, tps in groups.items():
+        # the group's committed offsets, read as the services read them (a member that never joins the group)
+        member = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await member.start()
+        try:
+            total = 0
+            for tp in tps:
+                total += max(0, await member.committed(tp) or 0)
+            committed[group] = total
+        finally:
+            await member.stop()
+    return sum(ends.values()), committed
 
 
 def crash(data_dir: Path) -> list[int]:
