@@ -142,6 +142,7 @@ def services_env(data_dir: Path) -> dict[str, str]:
     if changed:
         path.write_text(render_env(env))
         path.chmod(0o600)
+    Path(env["AXIS_INGEST__WATCH_DIR"]).mkdir(parents=True, exist_ok=True)  # where the imagers' files go
     return env
 
 

@@ -77,6 +77,7 @@ def count(data_dir: Path, models: list[str], prefix: str) -> Counts:
     from axis_adapters.objectstore import MinioObjectStore
     from axis_adapters.registry import ModelRegistry
     from axis_adapters.settings import ServiceSettings
+    from psycopg import sql
 
     settings = ServiceSettings(_env_file=str(data_dir / "stack.env"))  # type: ignore[call-arg]
     store = MinioObjectStore(settings.s3)
@@ -85,7 +86,8 @@ def count(data_dir: Path, models: list[str], prefix: str) -> Counts:
     c.dataset_objects = len(store.list_keys(settings.s3.datasets_bucket, ""))
     with psycopg.connect(settings.postgres.conninfo()) as conn:
         for table in TABLES:
-            c.rows[table] = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]  # noqa: S608
+            query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+            c.rows[table] = int(conn.execute(query).fetchone()[0])  # type: ignore[index]
         c.image_rows = c.rows["images"]
     registry = ModelRegistry(settings.mlflow.tracking_uri)
     work = Path(tempfile.mkdtemp(prefix="axis-durability-dl-"))
