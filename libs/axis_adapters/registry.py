@@ -178,6 +178,28 @@ class ModelRegistry:
             )
         return Path(path)
 
+    def read_run_text(self, run_id: str, path: str) -> str | None:
+        """A run's text artifact (e.g. ``test_predictions.jsonl``), or None when the run has no such file."""
+        import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="axis-artifact-") as tmp:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=self.tracking_uri
+                )
+                return Path(local).read_text(encoding="utf-8")
+        except (MlflowException, OSError):
+            return None
+
+    def log_run_text(self, run_id: str, text: str, path: str) -> None:
+        """Store text as an artifact of a run (e.g. the gate report on the challenger's run)."""
+        self._client.log_text(run_id, text, path)
+
+    def log_run_figure(self, run_id: str, figure: Any, path: str) -> None:
+        """Store a matplotlib figure as a PNG artifact of a run."""
+        self._client.log_figure(run_id, figure, path)
+
     def register_bundle(
         self, model_name: str, bundle_dir: str | Path, run_id: str, tags: dict[str, str]
     ) -> RegisteredVersion:
@@ -218,6 +240,7 @@ class InMemoryRegistry:
     versions: dict[str, list[RegisteredVersion]] = field(default_factory=dict)
     aliases: dict[tuple[str, str], str] = field(default_factory=dict)
     bundles: dict[tuple[str, str], Path] = field(default_factory=dict)
+    run_artifacts: dict[tuple[str, str], Any] = field(default_factory=dict)  # (run_id, path) -> text or figure
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="axis-registry-")))
 
     def _find(self, model_name: str, version: str) -> RegisteredVersion:
@@ -263,6 +286,19 @@ class InMemoryRegistry:
             source=old.source,
         )
         self.versions[model_name] = [new if v.version == old.version else v for v in self.versions[model_name]]
+
+    def read_run_text(self, run_id: str, path: str) -> str | None:
+        """A stored text artifact or None."""
+        value = self.run_artifacts.get((run_id, path))
+        return value if isinstance(value, str) else None
+
+    def log_run_text(self, run_id: str, text: str, path: str) -> None:
+        """Keep a text artifact."""
+        self.run_artifacts[(run_id, path)] = text
+
+    def log_run_figure(self, run_id: str, figure: Any, path: str) -> None:
+        """Keep a figure artifact (the figure object itself)."""
+        self.run_artifacts[(run_id, path)] = figure
 
     def download_bundle(self, model_name: str, version: str, dest_dir: str | Path) -> Path:
         """Copy the stored bundle to ``dest_dir/bundle``."""

@@ -146,7 +146,8 @@ def _unit_counts(units: Sequence[str], decided: dict[str, list[tuple[bool, bool]
     return out
 
 
-def _decisions_per_mode(preds: Sequence[Prediction], mode: str) -> dict[str, list[tuple[bool, bool]]]:
+def mode_decisions(preds: Sequence[Prediction], mode: str) -> dict[str, list[tuple[bool, bool]]]:
+    """(truth, decision) of each image of ``mode``, grouped by inspection."""
     out: dict[str, list[tuple[bool, bool]]] = {}
     for p in preds:
         if p.mode == mode:
@@ -154,7 +155,8 @@ def _decisions_per_mode(preds: Sequence[Prediction], mode: str) -> dict[str, lis
     return out
 
 
-def _decisions_fused(preds: Sequence[Prediction]) -> dict[str, list[tuple[bool, bool]]]:
+def fused_decisions(preds: Sequence[Prediction]) -> dict[str, list[tuple[bool, bool]]]:
+    """(truth, fused decision) of each inspection."""
     return {o.inspection_id: [(o.is_crystal, o.predicted_crystal)] for o in fuse_inspections(preds)}
 
 
@@ -223,7 +225,7 @@ def evaluate_gate(
     chal, champ = list(challenger), list(champion)
     if modes is None:
         modes = sorted({p.mode for p in chal} & {p.mode for p in champ})
-    scopes = [compare_scope(m, _decisions_per_mode(chal, m), _decisions_per_mode(champ, m), cfg) for m in modes]
+    scopes = [compare_scope(m, mode_decisions(chal, m), mode_decisions(champ, m), cfg) for m in modes]
     if fused:
-        scopes.append(compare_scope(FUSED, _decisions_fused(chal), _decisions_fused(champ), cfg))
+        scopes.append(compare_scope(FUSED, fused_decisions(chal), fused_decisions(champ), cfg))
     return GateReport(cfg, scopes)

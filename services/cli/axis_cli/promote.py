@@ -1,21 +1,28 @@
-"""``python -m axis_cli promote MODEL VERSION --by NAME --reason TEXT [--force] [--margin 0.02]``.
+"""``python -m axis_cli promote MODEL VERSION --by NAME --reason TEXT [--force] [--dry-run] [--margin 0.02]``.
 
-Moves the ``champion`` alias, records who and why (version tags + the ``model_promotions`` table) and
-publishes ModelPromoted. Refuses a version whose test recall or balanced accuracy is below the champion's
-by more than the margin, unless ``--force``; the comparison table is printed either way.
+Moves the ``champion`` alias, records who and why (version tags + the ``model_promotions`` table, via=cli)
+and publishes ModelPromoted. The gate: challenger vs champion on the same frozen test set, from the test-set
+predictions both training runs stored (paired bootstrap over inspections, per mode and fused with the other
+modes' champions; :mod:`axis_core.gate`); refused when the lower bound of Δrecall is below -margin or ΔBA is
+confidently negative, unless ``--force`` (audited as forced). A version without stored predictions (one
+registered outside the trainer) falls back to comparing the test metrics on the version tags. The report
+(JSON, text, plot) is logged to the challenger's MLflow run; ``--dry-run`` prints it and changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
 from axis_adapters.registry import CHAMPION, METRIC_TAG_PREFIX, RegisteredVersion, Registry, RegistryError
+from axis_core.gate import GateConfig
+
+from axis_cli.gate_report import GateOutcome, gate_for, log_gate, scalar_summary
 
 GATED = ("test_recall", "test_balanced_accuracy")
 SHOWN = ("test_recall", "test_balanced_accuracy", "test_precision", "test_f1")
@@ -107,6 +114,77 @@ def compare(candidate: RegisteredVersion, champion: RegisteredVersion | None, ma
     return comp
 
 
+@dataclass
+class Evaluation:
+    """Everything the gate knows about a candidate: the tag comparison and the bootstrap report (if any)."""
+
+    candidate: RegisteredVersion
+    champion: RegisteredVersion | None
+    comparison: Comparison
+    gate: GateOutcome
+
+    @property
+    def refused(self) -> bool:
+        """The bootstrap decides when it could run; else the tag comparison."""
+        return self.gate.report.refused if self.gate.report is not None else self.comparison.refused
+
+    @property
+    def problems(self) -> list[str]:
+        """Why it is refused."""
+        return self.gate.report.problems if self.gate.report is not None else self.comparison.problems
+
+    def text(self) -> str:
+        """Printable: the metric table, then the bootstrap report or why there is none."""
+        out = [self.comparison.table(), ""]
+        if self.gate.report is not None:
+            out.append(self.gate.report.table())
+        else:
+            out.append("bootstrap gate not run: " + "; ".join(self.gate.notes) + " (the tag comparison decides)")
+            out.append(f"gate verdict: {'REFUSE' if self.refused else 'ACCEPT'}")
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able verdict for the audit row."""
+        return {
+            "verdict": "refuse" if self.refused else "accept",
+            "champion_version": self.champion.version if self.champion else None,
+            "problems": self.problems,
+            "bootstrap": self.gate.to_dict(),
+        }
+
+    def metrics(self) -> dict[str, float]:
+        """Candidate test metrics plus the gate's headline numbers (for ModelPromoted)."""
+        out = {r.metric: r.candidate for r in self.comparison.rows if r.candidate is not None}
+        out.update(scalar_summary(self.gate.report))
+        return out
+
+
+def evaluate_candidate(
+    registry: Registry,
+    model: str,
+    version: str,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    gate_config: GateConfig | None = None,
+    other_models: Sequence[str] = (),
+    champion: RegisteredVersion | None | str = "current",
+    log_report: bool = True,
+) -> Evaluation:
+    """Gate a candidate against ``champion`` (default: the current champion) without changing anything."""
+    candidate = registry.version(model, version)
+    current = registry.champion(model) if champion == "current" else champion
+    assert not isinstance(current, str)
+    cfg = gate_config or GateConfig(margin=margin)
+    comparison = compare(candidate, current, cfg.margin)
+    outcome = gate_for(registry, candidate, current, cfg, other_models=other_models)  # type: ignore[arg-type]
+    if log_report and outcome.report is not None and current is not None:
+        try:
+            log_gate(registry, candidate, current, outcome.report)  # type: ignore[arg-type]
+        except Exception as exc:  # the verdict stands without the MLflow copy of it
+            outcome.notes.append(f"could not log the gate report to MLflow: {type(exc).__name__}: {exc}")
+    return Evaluation(candidate, current, comparison, outcome)
+
+
 @dataclass(frozen=True)
 class PromotionResult:
     """What a promotion did."""
@@ -116,6 +194,38 @@ class PromotionResult:
     previous_version: str | None
     forced: bool
     comparison: Comparison
+    evaluation: Evaluation | None = None
+
+    @property
+    def refused(self) -> bool:
+        """Whether the gate refused (so a done promotion was forced)."""
+        return self.evaluation.refused if self.evaluation is not None else self.comparison.refused
+
+
+def apply(registry: Registry, evaluation: Evaluation, *, by: str, reason: str, force: bool) -> PromotionResult:
+    """Move the champion alias to the evaluated candidate and tag who, why and when."""
+    candidate, current = evaluation.candidate, evaluation.champion
+    registry.set_alias(candidate.name, CHAMPION, candidate.version)
+    registry.set_tags(
+        candidate.name,
+        candidate.version,
+        {
+            "promoted_by": by,
+            "promoted_reason": reason,
+            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "promoted_forced": str(bool(force and evaluation.refused)).lower(),
+            "previous_champion": current.version if current else "",
+            "promoted_gate": "refuse" if evaluation.refused else "accept",
+        },
+    )
+    return PromotionResult(
+        candidate.name,
+        candidate.version,
+        current.version if current else None,
+        force,
+        evaluation.comparison,
+        evaluation,
+    )
 
 
 def promote(
@@ -127,66 +237,75 @@ def promote(
     reason: str,
     force: bool = False,
     margin: float = DEFAULT_MARGIN,
+    gate_config: GateConfig | None = None,
+    other_models: Sequence[str] = (),
 ) -> PromotionResult:
     """Gate, then move the champion alias and tag the version; raises PromotionRefused when gated."""
-    candidate = registry.version(model, version)
-    current = registry.champion(model)
-    comparison = compare(candidate, current, margin)
-    if comparison.refused and not force:
-        raise PromotionRefused(comparison)
-    registry.set_alias(model, CHAMPION, candidate.version)
-    registry.set_tags(
-        model,
-        candidate.version,
-        {
-            "promoted_by": by,
-            "promoted_reason": reason,
-            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "promoted_forced": str(bool(force and comparison.refused)).lower(),
-            "previous_champion": current.version if current else "",
-        },
+    evaluation = evaluate_candidate(
+        registry, model, version, margin=margin, gate_config=gate_config, other_models=other_models
     )
-    return PromotionResult(model, candidate.version, current.version if current else None, force, comparison)
+    if evaluation.refused and not force:
+        raise PromotionRefused(evaluation.comparison, evaluation)
+    return apply(registry, evaluation, by=by, reason=reason, force=force)
 
 
 class PromotionRefused(RuntimeError):
     """The candidate is worse than the champion by more than the margin."""
 
-    def __init__(self, comparison: Comparison) -> None:
-        super().__init__("; ".join(comparison.problems))
+    def __init__(self, comparison: Comparison, evaluation: Evaluation | None = None) -> None:
+        super().__init__("; ".join(evaluation.problems if evaluation else comparison.problems))
         self.comparison = comparison
+        self.evaluation = evaluation
 
 
-def record(settings: object, result: PromotionResult, *, by: str, reason: str, metrics: dict[str, float]) -> None:
-    """Insert the promotion into ``model_promotions``."""
+def record(
+    settings: object,
+    result: PromotionResult,
+    *,
+    by: str,
+    reason: str,
+    metrics: dict[str, float],
+    via: str = "cli",
+    event_id: UUID | None = None,
+) -> None:
+    """Insert the promotion into ``model_promotions`` (with the gate's verdict at that moment)."""
     from axis_adapters.db import connect
 
+    from axis_cli import promotion_log
+
     with connect(settings.postgres) as conn:  # type: ignore[attr-defined]
-        conn.execute(
-            "INSERT INTO model_promotions (model_name, version, alias, previous_version, promoted_by, reason, "
-            "forced, metrics) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
-            (
-                result.model,
-                result.version,
-                CHAMPION,
-                result.previous_version,
-                by,
-                reason,
-                bool(result.forced and result.comparison.refused),
-                json.dumps(metrics),
-            ),
+        promotion_log.insert(
+            conn,
+            model=result.model,
+            version=result.version,
+            previous=result.previous_version,
+            by=by,
+            reason=reason,
+            forced=bool(result.forced and result.refused),
+            metrics=metrics,
+            via=via,
+            gate=result.evaluation.to_dict() if result.evaluation else None,
+            key=None,
+            event_id=event_id,
         )
         conn.commit()
 
 
 async def announce(
-    settings: object, result: PromotionResult, *, by: str, reason: str, metrics: dict[str, float]
+    settings: object,
+    result: PromotionResult,
+    *,
+    by: str,
+    reason: str,
+    metrics: dict[str, float],
+    event_id: UUID | None = None,
 ) -> None:
     """Publish ModelPromoted."""
     from axis_adapters.kafka import make_broker, publish_event
     from axis_contracts import ModelPromoted
 
     event = ModelPromoted(
+        event_id=event_id or uuid4(),
         producer="axis-cli",
         model_name=result.model,
         version=result.version,
@@ -212,34 +331,63 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--by", required=True, help="who promotes (recorded)")
     p.add_argument("--reason", required=True, help="why (recorded)")
     p.add_argument("--force", action="store_true", help="promote even when the gate refuses")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="allowed drop in recall / balanced accuracy")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="allowed drop in crystal recall (0.02 = 2 pts)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the gate report (and log it to MLflow), change nothing"
+    )
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence of the bootstrap intervals")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (>= 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (same seed, same report)")
+    p.add_argument(
+        "--require-ba-gain", action="store_true", help="refuse unless balanced accuracy is confidently better"
+    )
     return p.parse_args(argv)
 
 
+def gate_config(args: argparse.Namespace) -> GateConfig:
+    """GateConfig from the options (ValueError names a bad one)."""
+    return GateConfig(
+        margin=args.margin,
+        confidence=args.confidence,
+        resamples=args.resamples,
+        seed=args.seed,
+        require_ba_gain=args.require_ba_gain,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: 0 promoted, 1 refused, 2 unknown model/version."""
+    """Entry point: 0 promoted (dry run: would be accepted), 1 refused, 2 unknown model/version or bad option."""
     from axis_adapters.registry import ModelRegistry
     from axis_adapters.settings import ServiceSettings, load_settings
 
     args = parse_args(argv)
+    try:
+        cfg = gate_config(args)
+    except ValueError as exc:
+        print(f"promote: {exc}", file=sys.stderr)
+        return 2
     settings = load_settings(ServiceSettings)
     registry = ModelRegistry(settings.mlflow.tracking_uri)
+    others = (settings.mlflow.visible_model, settings.mlflow.uv_model)
     try:
-        result = promote(
-            registry, args.model, args.version, by=args.by, reason=args.reason, force=args.force, margin=args.margin
-        )
+        evaluation = evaluate_candidate(registry, args.model, args.version, gate_config=cfg, other_models=others)
     except RegistryError as exc:
         print(f"promote: {exc}", file=sys.stderr)
         return 2
-    except PromotionRefused as exc:
-        print(exc.comparison.table())
-        print(f"\nREFUSED: {exc}. Re-run with --force to promote anyway.", file=sys.stderr)
+    print(evaluation.text())
+    if args.dry_run:
+        verdict = "REFUSED" if evaluation.refused else "accepted"
+        print(f"\ndry run: nothing changed; {args.model} v{args.version} would be {verdict}")
+        return 1 if evaluation.refused else 0
+    if evaluation.refused and not args.force:
+        print(f"\nREFUSED: {'; '.join(evaluation.problems)}. Re-run with --force to promote anyway.", file=sys.stderr)
         return 1
-    metrics = {r.metric: r.candidate for r in result.comparison.rows if r.candidate is not None}
-    record(settings, result, by=args.by, reason=args.reason, metrics=metrics)  # type: ignore[arg-type]
-    asyncio.run(announce(settings, result, by=args.by, reason=args.reason, metrics=metrics))  # type: ignore[arg-type]
-    print(result.comparison.table())
-    forced = " (forced past the gate)" if result.forced and result.comparison.refused else ""
+    result = apply(registry, evaluation, by=args.by, reason=args.reason, force=args.force)
+    metrics = evaluation.metrics()
+    event_id = uuid4()
+    record(settings, result, by=args.by, reason=args.reason, metrics=metrics, event_id=event_id)
+    asyncio.run(announce(settings, result, by=args.by, reason=args.reason, metrics=metrics, event_id=event_id))
+    forced = " (forced past the gate)" if result.forced and result.refused else ""
     print(
         f"\n{result.model}: champion v{result.previous_version or '-'} -> v{result.version}{forced}; "
         f"by {args.by}: {args.reason}; ModelPromoted published"

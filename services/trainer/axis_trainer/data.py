@@ -31,6 +31,7 @@ class TrainRow:
     plate: str
     split: str
     sub_type: str | None = None
+    inspection_id: str = ""  # groups the images of one drop look (fused evaluation, gate resampling)
 
 
 @dataclass
@@ -73,6 +74,7 @@ def parse_rows(data: bytes, *, source: str = "manifest") -> list[TrainRow]:
                     plate=str(raw.get("plate_barcode") or raw.get("plate") or ""),
                     split=str(raw.get("split") or "train"),
                     sub_type=raw.get("sub_type"),
+                    inspection_id=str(raw.get("inspection_id") or raw.get("image_uri")),
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:

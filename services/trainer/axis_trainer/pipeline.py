@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import torch
 from axis_adapters.objectstore import BucketGuard, ObjectStore
 from axis_adapters.registry import CHALLENGER, ModelRegistry, RegisteredVersion, metric_tags
 from axis_contracts import ImagingMode, ModelRegistered
+from axis_core.fused_eval import FUSED, Prediction, metrics_by_scope, to_jsonl
 from axis_core.metrics import BinaryMetrics
 from axis_model.bundle import load_bundle, save_bundle
 from axis_model.classifier import CrystalClassifier, build_classifier
@@ -30,6 +31,8 @@ from axis_trainer.settings import TrainerOptions
 log = logging.getLogger("axis_trainer")
 PRODUCER = "axis-trainer"
 VAL_SPLITS = ("val", "validation")
+PREDICTIONS_ARTIFACT = "test_predictions.jsonl"  # per test image: model (new|champion), inspection, mode, P, label
+FUSED_ARTIFACT = "evaluation_fused.json"
 
 
 class TrainingFailed(RuntimeError):
@@ -70,6 +73,8 @@ class ModeOutcome:
     champion_version: str | None = None
     champion_test: BinaryMetrics | None = None
     steps: int = 0
+    predictions: list[Prediction] = field(default_factory=list)
+    champion_predictions: list[Prediction] = field(default_factory=list)
 
     def event(self, dataset: DatasetRef) -> ModelRegistered:
         """The ModelRegistered event announcing this version."""
@@ -238,7 +243,36 @@ def run_training(t: Trainer, request: TrainRequest) -> list[ModeOutcome]:
     outcomes = []
     for p in prepared:
         outcomes.append(_train_one(t, request, p, sha, test_ref, test_sha))
+    _log_fused(t, outcomes)
     return outcomes
+
+
+def predictions_of(data: ModeData, mode: str, probs: Any, threshold: float) -> list[Prediction]:
+    """Per-image predictions of one mode on the test set (what the gate and the fused evaluation read)."""
+    return [
+        Prediction(r.inspection_id, mode, float(p), float(threshold), r.label, r.sub_type, r.image_uri)
+        for r, p in zip(data.rows, probs, strict=True)
+    ]
+
+
+def _log_fused(t: Trainer, outcomes: Sequence[ModeOutcome]) -> None:
+    """Per-inspection fused metrics (max over the modes trained in this job) on every run of the job."""
+    if not outcomes:
+        return
+    new = metrics_by_scope([p for o in outcomes for p in o.predictions])[FUSED]
+    champs = [p for o in outcomes for p in o.champion_predictions]
+    # the champion generation is fused only when every mode had a champion evaluated
+    champ = metrics_by_scope(champs)[FUSED] if all(o.champion_predictions for o in outcomes) else None
+    modes = sorted(o.mode for o in outcomes)
+    t.say(f"fused per inspection ({'+'.join(modes)}): new {_fmt(new)}" + (f"; champion {_fmt(champ)}" if champ else ""))
+    metrics = {f"fused_{k}": v for k, v in test_summary(new).items()}
+    if champ is not None:
+        metrics.update({f"champion_fused_{k}": v for k, v in test_summary(champ).items()})
+    report = {"modes": modes, "new": new.to_dict(), "champion": champ.to_dict() if champ else None}
+    for o in outcomes:
+        tracking.log_metrics(t.registry.client, o.run_id, metrics)
+        t.registry.client.log_dict(o.run_id, report, FUSED_ARTIFACT)
+        t.registry.set_tags(o.model_name, o.version.version, metric_tags(metrics))
 
 
 def _train_one(
@@ -348,6 +382,13 @@ def _run_mode(
     if champ_test is not None:
         metrics.update({f"champion_{k}": v for k, v in test_summary(champ_test).items()})
     tracking.log_metrics(client, run_id, metrics)
+    new_preds = predictions_of(p.test, p.mode, probs, test.threshold)
+    champ_preds: list[Prediction] = []
+    lines = to_jsonl(new_preds, model="new")
+    if champ_test is not None and champ_probs is not None and champ is not None:
+        champ_preds = predictions_of(p.test, p.mode, champ_probs, champ_test.threshold)
+        lines += to_jsonl(champ_preds, model="champion", version=champ.version)
+    client.log_text(run_id, lines, PREDICTIONS_ARTIFACT)
     truth = p.test.label_ids == CRYSTAL_INDEX
     tracking.log_figure(
         client, run_id, tracking.confusion_figure(test, f"{name} new, test set"), "confusion_matrix.png"
@@ -404,6 +445,8 @@ def _run_mode(
         champion_version=champ.version if champ and champ_test else None,
         champion_test=champ_test,
         steps=result.steps,
+        predictions=new_preds,
+        champion_predictions=champ_preds,
     )
 
 
