@@ -66,6 +66,8 @@ class QueueItem(BaseModel):
     resolved_label: str | None
     created_at: datetime
     label_count: int = 0
+    reason: str = "disagreement"
+    priority: float = 0.5
 
 
 class ItemDetail(QueueItem):
@@ -99,7 +101,8 @@ Decider = Callable[[list[VoteRow]], tuple[str, str | None]]
 _ITEM_COLS = (
     "d.id, d.inspection_id, d.plate_barcode, d.well, d.drop_no AS drop, d.kind, d.ml_probability, d.ml_label, "
     "d.model_name, d.model_version, d.human_label, d.human_class, d.user_id, d.status, d.resolved_label, "
-    "d.created_at, (SELECT count(*) FROM curator_labels l WHERE l.discrepancy_id = d.id) AS label_count"
+    "d.created_at, (SELECT count(*) FROM curator_labels l WHERE l.discrepancy_id = d.id) AS label_count, "
+    "d.reason, d.priority"
 )
 
 
@@ -111,7 +114,11 @@ class CurationRepo:
 
     # queue ---------------------------------------------------------------------------------------
     def queue(self, curator: str, limit: int) -> tuple[int, list[QueueItem]]:
-        """(total, first ``limit``) open items this curator has not labelled, oldest first."""
+        """(total, first ``limit``) open items this curator has not labelled, highest expected value first.
+
+        ``priority`` is the chance that a curator overturns the model's label (axis_core.routing); ties go
+        oldest first.
+        """
         where = (
             "d.status = 'open' AND NOT EXISTS "
             "(SELECT 1 FROM curator_labels l WHERE l.discrepancy_id = d.id AND l.curator = %(c)s)"
@@ -121,7 +128,7 @@ class CurationRepo:
             total = int(cur.fetchone()["n"])  # type: ignore[index]
             cur.execute(
                 f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE {where} "  # noqa: S608
-                "ORDER BY d.created_at, d.id LIMIT %(n)s",
+                "ORDER BY d.priority DESC, d.created_at, d.id LIMIT %(n)s",
                 {"c": curator, "n": limit},
             )
             items = [QueueItem.model_validate(r) for r in cur.fetchall()]

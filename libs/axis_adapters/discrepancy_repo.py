@@ -14,8 +14,10 @@ from uuid import UUID
 
 from axis_contracts import DiscrepancyFound, DiscrepancyKind
 from axis_core.discrepancy import Comparison, FoldResult, HumanScore, InspectionState, MlScore
-from axis_core.stats import GroupBy, GroupCounts, StatsReport, check_group_by, summarise
+from axis_core.routing import Assessment, BudgetState, ModeProbability, Reliability
+from axis_core.stats import GroupBy, GroupCounts, StatsReport, check_group_by, reliability_rows, summarise
 from psycopg import AsyncConnection, Connection, sql
+from psycopg.types.json import Jsonb
 
 
 async def claim_events(conn: AsyncConnection, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
@@ -92,7 +94,7 @@ async def lock_inspections(conn: AsyncConnection, inspection_ids: Sequence[str])
 
 _ML_COLS = (
     "inspection_id, plate_barcode, plate_type, well, drop_no, imaged_at, fused_probability, label, threshold, "
-    "model_name, model_version, event_id, scored_at"
+    "model_name, model_version, event_id, scored_at, mode_scores"
 )
 _USER_COLS = "event_id, inspection_id, user_id, raw_class, human_label, scored_at"
 
@@ -111,6 +113,7 @@ def _ml_from_row(r: Sequence[Any]) -> MlScore:
         model_version=r[10],
         event_id=r[11],
         scored_at=r[12],
+        modes=tuple(ModeProbability(m["mode"], m["probability"], m["threshold"]) for m in (r[13] or [])),
     )
 
 
@@ -187,12 +190,13 @@ async def insert_user_scores(conn: AsyncConnection, humans: Sequence[HumanScore]
 
 
 _ML_TYPES = ("text", "text", "text", "text", "int", "timestamptz", "float8", "text", "float8", "text", "text", "uuid",
-             "timestamptz")  # fmt: skip
+             "timestamptz", "jsonb")  # fmt: skip
 
 
 def _ml_row(m: MlScore) -> tuple[Any, ...]:
+    modes = Jsonb([{"mode": x.mode, "probability": x.probability, "threshold": x.threshold} for x in m.modes])
     return (m.inspection_id, m.plate_barcode, m.plate_type, m.well, m.drop, m.imaged_at, m.probability, m.label,
-            m.threshold, m.model_name, m.model_version, m.event_id, m.scored_at)  # fmt: skip
+            m.threshold, m.model_name, m.model_version, m.event_id, m.scored_at, modes)  # fmt: skip
 
 
 _CMP_TYPES = ("text", "text", "text", "int", "timestamptz", "float8", "text", "float8", "text", "text", "text", "text",
@@ -221,18 +225,38 @@ def _history_row(c: Comparison) -> tuple[Any, ...]:
 
 
 _ITEM_TYPES = ("text", "text", "text", "text", "int", "text", "float8", "text", "float8", "text", "text", "text",
-               "text", "text", "uuid", "uuid")  # fmt: skip
+               "text", "text", "uuid", "uuid", "text", "float8")  # fmt: skip
+AGREEMENT_KIND = "agreement"
+"""``kind`` of a queue item that is an agreement routed to curators (it has a ``reason`` instead)."""
 
 
-def _item_row(c: Comparison) -> tuple[Any, ...]:
+def _item_row(c: Comparison, a: Assessment | None) -> tuple[Any, ...]:
     m, h = c.ml, c.human
-    return (c.inspection_id, m.plate_barcode, m.plate_type, m.well, m.drop, _kind(c), m.probability, m.label,
-            m.threshold, m.model_name, m.model_version, h.label, h.raw_class, h.user_id, m.event_id,
-            h.event_id)  # fmt: skip
+    reason, priority = (a.reason, a.value) if a is not None else ("disagreement", 0.5)
+    return (c.inspection_id, m.plate_barcode, m.plate_type, m.well, m.drop, _kind(c) or AGREEMENT_KIND,
+            m.probability, m.label, m.threshold, m.model_name, m.model_version, h.label, h.raw_class, h.user_id,
+            m.event_id, h.event_id, reason, priority)  # fmt: skip
 
 
-async def save_results(conn: AsyncConnection, results: Sequence[FoldResult]) -> None:
-    """Persist folded state: latest ML scores, comparisons (+history), queue items, supersessions."""
+Routing = dict[tuple[UUID, UUID], Assessment]
+"""Assessment of each comparison by its (ML event id, user event id) pair."""
+
+
+async def save_results(
+    conn: AsyncConnection,
+    results: Sequence[FoldResult],
+    *,
+    assessments: Routing | None = None,
+    routed: set[tuple[UUID, UUID]] | None = None,
+) -> None:
+    """Persist folded state: latest ML scores, comparisons (+history), queue items, supersessions.
+
+    Every disagreement becomes a queue item (published as DiscrepancyFound through the outbox); an agreement
+    does when its pair is in ``routed`` (kind 'agreement', already marked published: no DiscrepancyFound).
+    ``assessments`` give each item its reason and priority.
+    """
+    scores = assessments or {}
+    chosen = routed or set()
     await _insert_unnest(
         conn,
         f"INSERT INTO ml_scores ({_ML_COLS}) SELECT * FROM {{rows}} "  # noqa: S608
@@ -274,9 +298,18 @@ async def save_results(conn: AsyncConnection, results: Sequence[FoldResult]) -> 
         conn,
         "INSERT INTO discrepancies (inspection_id, plate_barcode, plate_type, well, drop_no, kind, ml_probability, "
         "ml_label, threshold, model_name, model_version, human_label, human_class, user_id, ml_event_id, "
-        "user_event_id, published_at) SELECT *, NULL::timestamptz FROM {rows} ON CONFLICT DO NOTHING",
+        "user_event_id, reason, priority, published_at) SELECT *, NULL::timestamptz FROM {rows} "
+        "ON CONFLICT DO NOTHING",
         _ITEM_TYPES,
-        [_item_row(c) for c in history if not c.agrees],
+        [_item_row(c, scores.get(c.pair)) for c in history if not c.agrees],
+    )
+    await _insert_unnest(
+        conn,
+        "INSERT INTO discrepancies (inspection_id, plate_barcode, plate_type, well, drop_no, kind, ml_probability, "
+        "ml_label, threshold, model_name, model_version, human_label, human_class, user_id, ml_event_id, "
+        "user_event_id, reason, priority, published_at) SELECT *, now() FROM {rows} ON CONFLICT DO NOTHING",
+        _ITEM_TYPES,
+        [_item_row(c, scores.get(c.pair)) for c in history if c.agrees and c.pair in chosen],
     )
     # An open item whose pair is no longer the inspection's current comparison is superseded; a first
     # comparison (revision 1, alone in the batch) has no older item to supersede.
@@ -345,6 +378,40 @@ async def mark_published(conn: AsyncConnection, ids: Sequence[int]) -> None:
         await conn.execute("UPDATE discrepancies SET published_at = now() WHERE id = ANY(%s)", (list(ids),))
 
 
+async def user_reliability(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, Reliability]:
+    """Each user's record with the curators: queue items resolved crystal/other, and how many overturned the user."""
+    ids = sorted(set(user_ids))
+    out = {u: Reliability(u) for u in ids}
+    if not ids:
+        return out
+    cur = await conn.execute(RELIABILITY_SQL + " AND user_id = ANY(%s) GROUP BY user_id", (ids,))
+    for user, curated, overturned in await cur.fetchall():
+        out[user] = Reliability(user, int(curated), int(overturned))
+    return out
+
+
+RELIABILITY_SQL = (
+    "SELECT user_id, count(*), count(*) FILTER (WHERE resolved_label <> human_label) FROM discrepancies "
+    "WHERE status = 'resolved' AND resolved_label IN ('crystal', 'other')"
+)
+"""Curated outcomes per user (callers append `` AND …`` / `` GROUP BY user_id``)."""
+
+
+async def budget_spent(conn: AsyncConnection) -> BudgetState:
+    """Today's (UTC) queue intake: agreements routed and disagreements queued."""
+    cur = await conn.execute(
+        "SELECT count(*) FILTER (WHERE reason <> 'disagreement'), count(*) FILTER (WHERE reason = 'disagreement') "
+        "FROM discrepancies WHERE created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    )
+    row = await cur.fetchone()
+    return BudgetState(routed_today=int(row[0]), disagreements_today=int(row[1])) if row else BudgetState()
+
+
+async def lock_budget(conn: AsyncConnection) -> None:
+    """Serialise the agreement budget between replicas until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('axis-routing-budget', 4300))")
+
+
 _GROUP_KEYS: dict[GroupBy, str] = {
     "plate": "plate_barcode",
     "user": "user_id",
@@ -364,17 +431,37 @@ def stats_query(group_by: str) -> sql.Composed:
     ).format(key=key)
 
 
-def _report(group_by: str, rows: Sequence[Sequence[Any]]) -> StatsReport:
+def _report(
+    group_by: str, rows: Sequence[Sequence[Any]], curated: Sequence[Sequence[Any]] | None = None
+) -> StatsReport:
     counts = [GroupCounts(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
-    return summarise(check_group_by(group_by), counts)
+    reliability = None
+    if curated is not None:
+        known = {str(r[0]) for r in rows} | {str(r[0]) for r in curated}
+        by_user = {u: Reliability(u) for u in known}
+        for u, n, over in curated:
+            by_user[str(u)] = Reliability(str(u), int(n), int(over))
+        reliability = reliability_rows(by_user.values())
+    return summarise(check_group_by(group_by), counts, reliability)
+
+
+_RELIABILITY_BY_USER = RELIABILITY_SQL + " GROUP BY user_id ORDER BY user_id"
 
 
 async def discrepancy_stats(conn: AsyncConnection, group_by: str) -> StatsReport:
-    """Agreement rate and counts of each discrepancy kind per plate, user, model version or ISO week (imaged)."""
+    """Agreement rate and counts of each discrepancy kind per plate, user, model version or ISO week (imaged).
+
+    Grouped by user, the report also gives each user's reliability from curated outcomes.
+    """
     cur = await conn.execute(stats_query(group_by))
-    return _report(group_by, await cur.fetchall())
+    rows = await cur.fetchall()
+    curated = None
+    if group_by == "user":
+        curated = await (await conn.execute(_RELIABILITY_BY_USER)).fetchall()
+    return _report(group_by, rows, curated)
 
 
 def discrepancy_stats_sync(conn: Connection, group_by: str) -> StatsReport:
     """Synchronous twin of :func:`discrepancy_stats` (CLI, notebooks)."""
-    return _report(group_by, conn.execute(stats_query(group_by)).fetchall())
+    curated = conn.execute(_RELIABILITY_BY_USER).fetchall() if group_by == "user" else None
+    return _report(group_by, conn.execute(stats_query(group_by)).fetchall(), curated)

@@ -15,6 +15,8 @@ from uuid import UUID
 
 from axis_contracts import CrystalScored, DiscrepancyKind, ScoreScheme, UserScored
 
+from axis_core.routing import ModeProbability
+
 Label = Literal["crystal", "other"]
 
 
@@ -76,6 +78,7 @@ class MlScore:
     model_version: str
     scored_at: datetime
     plate_type: str = "96"
+    modes: tuple[ModeProbability, ...] = ()
 
     @property
     def label(self) -> Label:
@@ -98,6 +101,9 @@ class MlScore:
             model_version=ev.model_version,
             scored_at=ev.scored_at,
             plate_type=ev.plate_type.value,
+            modes=tuple(
+                ModeProbability(str(mode), s.probability, s.threshold) for mode, s in sorted(ev.scores.items())
+            ),
         )
 
 

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from axis_core.routing import BetaPrior, Reliability
+
 GroupBy = Literal["plate", "user", "model_version", "week"]
 GROUP_BYS: tuple[GroupBy, ...] = ("plate", "user", "model_version", "week")
 
@@ -39,16 +41,49 @@ class StatsRow:
 
 
 @dataclass(frozen=True)
+class ReliabilityRow:
+    """A LIMS user's record with the curators and the error rate the routing uses (Beta-prior posterior mean)."""
+
+    user_id: str
+    curated: int
+    overturned: int
+    overturn_rate: float
+    reliability: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        return asdict(self)
+
+
+def reliability_rows(records: Iterable[Reliability], prior: BetaPrior | None = None) -> list[ReliabilityRow]:
+    """Per-user rows, least reliable first: overturn rate = (overturned + a) / (curated + a + b)."""
+    pr = prior or BetaPrior()
+    rows = []
+    for r in records:
+        rate = r.error_rate(pr)
+        rows.append(ReliabilityRow(r.user_id, r.curated, r.overturned, rate, 1.0 - rate))
+    return sorted(rows, key=lambda x: (-x.overturn_rate, x.user_id))
+
+
+@dataclass(frozen=True)
 class StatsReport:
-    """Statistics per group plus the overall row."""
+    """Statistics per group plus the overall row (and, grouped by user, each user's reliability)."""
 
     group_by: GroupBy
     rows: list[StatsRow]
     total: StatsRow
+    reliability: list[ReliabilityRow] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""
-        return {"group_by": self.group_by, "rows": [r.as_dict() for r in self.rows], "total": self.total.as_dict()}
+        out: dict[str, Any] = {
+            "group_by": self.group_by,
+            "rows": [r.as_dict() for r in self.rows],
+            "total": self.total.as_dict(),
+        }
+        if self.reliability is not None:
+            out["reliability"] = [r.as_dict() for r in self.reliability]
+        return out
 
 
 def check_group_by(value: str) -> GroupBy:
@@ -72,7 +107,9 @@ def to_row(c: GroupCounts) -> StatsRow:
     )
 
 
-def summarise(group_by: GroupBy, counts: Iterable[GroupCounts]) -> StatsReport:
+def summarise(
+    group_by: GroupBy, counts: Iterable[GroupCounts], reliability: list[ReliabilityRow] | None = None
+) -> StatsReport:
     """Rows per group (in the order given) and the total over all groups."""
     items = list(counts)
     total = GroupCounts(
@@ -82,4 +119,4 @@ def summarise(group_by: GroupBy, counts: Iterable[GroupCounts]) -> StatsReport:
         ml_crystal_human_other=sum(c.ml_crystal_human_other for c in items),
         ml_other_human_crystal=sum(c.ml_other_human_crystal for c in items),
     )
-    return StatsReport(group_by=group_by, rows=[to_row(c) for c in items], total=to_row(total))
+    return StatsReport(group_by=group_by, rows=[to_row(c) for c in items], total=to_row(total), reliability=reliability)

@@ -115,6 +115,7 @@ def build_service(settings: DiscrepancySettings, *, pool: AsyncConnectionPool, b
         store=MinioObjectStore(settings.s3),
         dead_letter_keep_bytes=settings.kafka.dead_letter_keep_bytes,
         max_future_skew_s=settings.max_future_skew_s,
+        routing=opts.routing.policy(),
     )
 
 

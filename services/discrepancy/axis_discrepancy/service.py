@@ -33,6 +33,7 @@ from axis_core.discrepancy import (
     fold,
     group_by_inspection,
 )
+from axis_core.routing import Assessment, RoutingPolicy, assess, choose
 from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class DiscrepancyService:
         store: Any | None = None,
         dead_letter_keep_bytes: int = 65_536,
         max_future_skew_s: float | None = None,
+        routing: RoutingPolicy | None = None,
     ) -> None:
         self._pool = pool
         self._publisher = publisher
@@ -117,6 +119,7 @@ class DiscrepancyService:
         self._attempt_timeout_s = attempt_timeout_s
         self._connect_timeout_s = min(10.0, attempt_timeout_s)
         self._context = {"max_future_skew_s": max_future_skew_s}
+        self._routing = routing or RoutingPolicy(agreements_per_day=0)
         self.dead_letters = DeadLetterSink(
             publisher, consumer, store=store, keep_bytes=dead_letter_keep_bytes, pool=pool
         )
@@ -197,12 +200,43 @@ class DiscrepancyService:
                 fold(states.get(i) or InspectionState(i), [e for e in evs if e.event_id in fresh])
                 for i, evs in by_inspection.items()
             ]
-            await repo.save_results(conn, results)
+            assessments, routed = await self._route(conn, results)
+            await repo.save_results(conn, results, assessments=assessments, routed=routed)
             rejected = [d for d in todo if d.error is not None]
             claimed = await repo.claim_events(conn, self._consumer, [d.event_id for d in rejected if d.event_id])
             for d in rejected:
                 if d.event_id is None or d.event_id in claimed:  # dead-letter each bad event once
                     await self.dead_letters.reject(d.record, d.error)  # type: ignore[arg-type]
+
+    async def _route(
+        self, conn: Any, results: Sequence[Any]
+    ) -> tuple[dict[tuple[UUID, UUID], Assessment], set[tuple[UUID, UUID]]]:
+        """Score each inspection's new comparison; choose the agreements worth a curator within the budget."""
+        latest = [r.comparisons[-1] for r in results if r.comparisons]
+        older = [c for r in results for c in r.comparisons[:-1] if not c.agrees]
+        if not latest and not older:
+            return {}, set()
+        policy = self._routing
+        users = await repo.user_reliability(conn, [c.human.user_id for c in latest + older])
+        assessments = {
+            c.pair: assess(
+                probability=c.ml.probability,
+                threshold=c.ml.threshold,
+                modes=c.ml.modes,
+                agrees=c.agrees,
+                user=users[c.human.user_id],
+                policy=policy,
+            )
+            for c in latest + older
+        }
+        candidates = {c.pair: assessments[c.pair] for c in latest if c.agrees}
+        if policy.agreements_per_day == 0 or not any(a.value >= policy.min_value for a in candidates.values()):
+            return assessments, set()
+        await repo.lock_budget(conn)  # replicas share one daily budget
+        spent = await repo.budget_spent(conn)
+        # only each inspection's latest comparison may be routed; the batch's disagreements count towards the intake
+        pool = {p: a for p, a in assessments.items() if p in candidates or not a.agrees}
+        return assessments, set(choose(pool, policy=policy, spent=spent))
 
     async def _scores(self, conn: Any, todo: list[Decoded]) -> list[Score]:
         """Scores in arrival order; a user score whose inspection is unknown becomes an error."""

@@ -8,7 +8,33 @@ from typing import Any, Self
 
 from axis_adapters.settings import ServiceSettings, refuse_default_secrets
 from axis_contracts import DEFAULT_SCHEME, ScoreScheme, topics
+from axis_core.routing import BetaPrior, RoutingPolicy
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+
+
+class RoutingOptions(BaseModel):
+    """Agreements routed to curators (``AXIS_DISCREPANCY__ROUTING__*``); docs/curation-routing.md."""
+
+    agreements_per_day: int = Field(
+        default=0, ge=0, description="most agreements routed to curators per UTC day (0: only disagreements)"
+    )
+    max_queue_share: float = Field(
+        default=0.25, ge=0.0, lt=1.0, description="most share of the day's queue intake that agreements may take"
+    )
+    min_value: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="least chance that the curator overturns the model, to route"
+    )
+    prior_a: float = Field(default=1.0, gt=0.0, description="Beta prior of a user's error rate: overturned")
+    prior_b: float = Field(default=9.0, gt=0.0, description="Beta prior of a user's error rate: confirmed")
+
+    def policy(self) -> RoutingPolicy:
+        """The pure policy these settings describe."""
+        return RoutingPolicy(
+            agreements_per_day=self.agreements_per_day,
+            max_queue_share=self.max_queue_share,
+            min_value=self.min_value,
+            prior=BetaPrior(self.prior_a, self.prior_b),
+        )
 
 
 class DiscrepancyOptions(BaseModel):
@@ -39,6 +65,7 @@ class DiscrepancyOptions(BaseModel):
         default=300.0, gt=0, description="/health says stalled when events wait and no batch finished this long"
     )
     lag_poll_s: float = Field(default=5.0, gt=0, description="how often the consumer lag is read")
+    routing: RoutingOptions = Field(default_factory=RoutingOptions)
 
 
 class LimsOptions(BaseModel):

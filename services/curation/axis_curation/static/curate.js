@@ -1,6 +1,13 @@
 "use strict";
 // Curator page: one queued disagreement at a time; keys c / o / u / x label it and load the next.
 const KEYS = { c: "crystal", o: "other", u: "uncertain", x: "unusable" };
+// Why an item is in the queue (axis_core.routing): disagreements, and agreements that are likely wrong.
+const REASONS = {
+  disagreement: "model and user disagree",
+  near_threshold: "agreement, model near its threshold",
+  modes_disagree: "agreement, visible and UV disagree",
+  unreliable_user: "agreement, user often overturned",
+};
 let current = null;
 let busy = false;
 
@@ -31,6 +38,8 @@ function show(item) {
   document.getElementById("work").hidden = false;
   setText("item-id", "#" + item.id);
   setText("kind", item.kind.replaceAll("_", " "));
+  setText("reason", REASONS[item.reason] || item.reason);
+  setText("priority", pct(item.priority) + " chance the model is overturned");
   setText("ml-prob", pct(item.ml_probability));
   setText("model", item.model_name + " v" + item.model_version);
   setText("ml-label", item.ml_label);
