@@ -72,6 +72,7 @@ SERVICES: dict[str, ServiceSpec] = {
     "curation": ServiceSpec("axis_curation", ("serve", "--port", "{port}"), page="/"),
     "trainer": ServiceSpec("axis_trainer", health_path=None),
     "ingest": ServiceSpec("axis_ingest", port_env="AXIS_INGEST__HTTP_PORT"),
+    "promote-watch": ServiceSpec("axis_cli.promote_watch", health_path=None),
 }
 
 

@@ -1,9 +1,10 @@
-"""``python -m axis_cli audit --image-uri URI | --inspection ID [--json]``.
+"""``python -m axis_cli audit --image-uri URI | --inspection ID | --model NAME [--json]``.
 
 Answers "which model version scored this image, and who promoted that version": every score row of the
 image (or inspection), with the promotion that made the version champion before the score was written
-(``model_promotions``), else the promotion tags on the MLflow version (a promotion from the MLflow UI
-leaves neither: then it says so).
+(``model_promotions``: via the CLI, or via MLflow when the promote-watch service saw the alias move in the
+MLflow UI / API), else the promotion tags on the MLflow version. ``--model`` lists every champion change
+of a model, rollbacks included, with the gate's verdict at that moment.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ SCORES_BY_INSPECTION = (
     "WHERE s.inspection_id = %s ORDER BY s.scored_at, s.id"
 )
 PROMOTION_BEFORE = (
-    "SELECT promoted_by, reason, promoted_at, forced, previous_version FROM model_promotions "
+    "SELECT promoted_by, reason, promoted_at, forced, previous_version, via, kind FROM model_promotions "
     "WHERE model_name = %s AND version = %s AND alias = 'champion' AND promoted_at <= %s "
     "ORDER BY promoted_at DESC, id DESC LIMIT 1"
 )
@@ -71,7 +72,8 @@ def audit(
         forced: bool | None = None
         source = "none recorded (bootstrap, or promoted in the MLflow UI)"
         if promo is not None:
-            by, at, reason, forced, source = promo[0], _iso(promo[2]), promo[1], bool(promo[3]), "model_promotions"
+            by, at, reason, forced = promo[0], _iso(promo[2]), promo[1], bool(promo[3])
+            source = f"model_promotions (via {promo[5]}, {promo[6]})"
         elif version_tags is not None:
             try:
                 tags = version_tags(name, version)
@@ -125,6 +127,22 @@ def format_rows(rows: Sequence[AuditRow]) -> str:
     return "\n".join(lines)
 
 
+def format_history(model: str, rows: Sequence[dict[str, Any]]) -> str:
+    """One line per champion change of a model: when, from, to, via, kind, who, the gate's verdict."""
+    if not rows:
+        return f"no champion changes recorded for {model}"
+    lines = [f"champion changes of {model}:"]
+    for r in rows:
+        gate = r.get("gate") or {}
+        verdict = gate.get("verdict", "-") if isinstance(gate, dict) else "-"
+        forced = ", forced" if r.get("forced") else ""
+        lines.append(
+            f"  {_iso(r['promoted_at'])}  v{r['previous_version'] or '-'} -> v{r['version']}  {r['kind']} via "
+            f"{r['via']}  by {r['promoted_by']}  gate {verdict}{forced}  {r['reason']!r}"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 found, 1 no scores."""
     from axis_adapters.db import connect
@@ -137,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--image-uri", help="s3://… URI of the image")
     group.add_argument("--inspection", help="inspection id")
+    group.add_argument("--model", help="registered model name: list its champion changes (rollbacks included)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
     settings = load_settings(ServiceSettings)
@@ -145,6 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def tags(name: str, version: str) -> dict[str, str]:
         return registry.version(name, version).tags
 
+    if args.model:
+        from axis_cli.promotion_log import history
+
+        with connect(settings.postgres) as conn:
+            changes = history(conn, args.model)
+        print(json.dumps(changes, indent=2, default=str) if args.json else format_history(args.model, changes))
+        return 0 if changes else 1
     with connect(settings.postgres) as conn:
         rows = audit(conn, image_uri=args.image_uri, inspection_id=args.inspection, version_tags=tags)
     if args.json:
