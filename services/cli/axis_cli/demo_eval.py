@@ -1,4 +1,5 @@
-"""Measure registered model versions on the frozen facility-B test set (per image, each mode with its adapter)."""
+"""Measure registered model versions on the frozen facility-B test set: per image (each mode with its adapter,
+at its own threshold) and fused per inspection as the LIMS sees it (max over the modes present)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from axis_core.dataset import ManifestRow, parse_manifest
+from axis_core.fused_eval import Prediction, inspection_metrics
 from axis_core.metrics import BinaryMetrics, binary_metrics
 
 
@@ -31,6 +33,7 @@ class VersionEval:
     versions: dict[str, str]
     metrics: BinaryMetrics
     per_mode: dict[str, BinaryMetrics] = field(default_factory=dict)
+    fused: BinaryMetrics | None = None  # per inspection, modes fused (None when not measured)
 
     def version_text(self) -> str:
         """``visible v2, uv v2``."""
@@ -52,8 +55,8 @@ def fetch_images(rows: Sequence[ManifestRow], get: Callable[[str], bytes], *, wo
 
 def _predict(
     models: Mapping[str, ModeModel], rows: Sequence[ManifestRow], images: Mapping[str, bytes], base_path: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(crystal-prediction booleans, P(crystal)) per row, each mode scored with its own bundle and threshold."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(crystal-prediction booleans, P(crystal), threshold) per row, each mode with its own bundle and threshold."""
     import torch
     from axis_model.bundle import load_bundle
     from axis_model.preprocess import preprocess_bytes
@@ -61,6 +64,7 @@ def _predict(
 
     pred = np.zeros(len(rows), dtype=bool)
     prob = np.zeros(len(rows), dtype=np.float64)
+    thresholds = np.full(len(rows), 0.5, dtype=np.float64)
     override = BaseSpec.from_path(base_path) if base_path else None
     for mode, model in models.items():
         idx = [i for i, r in enumerate(rows) if r.imaging_mode.value == mode]
@@ -74,7 +78,8 @@ def _predict(
             p = np.concatenate([clf.predict_proba(pixels[s : s + 64], clf_mode) for s in range(0, len(pixels), 64)])
         prob[idx] = p
         pred[idx] = p >= threshold
-    return pred, prob
+        thresholds[idx] = threshold
+    return pred, prob, thresholds
 
 
 def evaluate(
@@ -89,7 +94,7 @@ def evaluate(
     rows = [r for r in rows if r.imaging_mode.value in models]
     if not rows:
         raise ValueError(f"no test images of the modes {sorted(models)}")
-    pred, _ = _predict(models, rows, images, base_path)
+    pred, prob, thresholds = _predict(models, rows, images, base_path)
     labels = np.array([r.label for r in rows])
     scores = pred.astype(np.float64)
     overall = binary_metrics(labels, scores, 0.5)
@@ -98,6 +103,14 @@ def evaluate(
         sel = np.array([r.imaging_mode.value == mode for r in rows])
         if sel.any():
             per_mode[mode] = binary_metrics(labels[sel], scores[sel], 0.5)
+    preds = [
+        Prediction(r.inspection_id, r.imaging_mode.value, float(p), float(t), r.label, None, r.image_uri)
+        for r, p, t in zip(rows, prob, thresholds, strict=True)
+    ]
     return VersionEval(
-        name=name, versions={m: v.version for m, v in models.items()}, metrics=overall, per_mode=per_mode
+        name=name,
+        versions={m: v.version for m, v in models.items()},
+        metrics=overall,
+        per_mode=per_mode,
+        fused=inspection_metrics(preds),
     )

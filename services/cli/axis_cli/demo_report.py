@@ -18,14 +18,26 @@ def _pct(x: float) -> str:
 
 
 def loop_line(before: VersionEval, after: VersionEval) -> str:
-    """The demo's last line (the numbers are the measured ones)."""
+    """The demo's last line (the numbers are the measured ones): per image, then fused per inspection."""
     b, a = before.metrics, after.metrics
     gain = 100.0 * (a.balanced_accuracy - b.balanced_accuracy)
-    return (
+    line = (
         f"loop: balanced accuracy {_pct(b.balanced_accuracy)} -> {_pct(a.balanced_accuracy)} ({gain:+.1f} points), "
         f"recall {_pct(b.recall)} -> {_pct(a.recall)}, precision {_pct(b.precision)} -> {_pct(a.precision)} "
         f"on {a.n} facility-B test images"
     )
+    if before.fused is not None and after.fused is not None:
+        fb, fa = before.fused, after.fused
+        fgain = 100.0 * (fa.balanced_accuracy - fb.balanced_accuracy)
+        line += (
+            f"; fused per inspection: balanced accuracy {_pct(fb.balanced_accuracy)} -> {_pct(fa.balanced_accuracy)} "
+            f"({fgain:+.1f} points), recall {_pct(fb.recall)} -> {_pct(fa.recall)} on {fa.n} inspections"
+        )
+    return line
+
+
+def _fused(e: VersionEval) -> dict[str, Any] | None:
+    return e.fused.to_dict() if e.fused is not None else None
 
 
 def _models(run: DemoRun, versions: dict[str, str], root: Path) -> dict[str, ModeModel]:
@@ -71,6 +83,13 @@ def _table(evals: list[VersionEval]) -> list[str]:
                 f"  {'  ' + mode:<24} {'':<22} {_pct(pm.recall):>8} {_pct(pm.precision):>10} "
                 f"{_pct(pm.balanced_accuracy):>10} {pm.n:>6}"
             )
+        if e.fused is not None:
+            f = e.fused
+            c = f.confusion
+            lines.append(
+                f"  {'  fused / inspection':<24} {'':<22} {_pct(f.recall):>8} {_pct(f.precision):>10} "
+                f"{_pct(f.balanced_accuracy):>10} {f.n:>6}   (TP {c.tp} FN {c.fn} FP {c.fp} TN {c.tn})"
+            )
     return lines
 
 
@@ -106,7 +125,8 @@ def report(run: DemoRun) -> None:
         f"Lab-in-the-Loop demo (seed {run.opts.seed}, {elapsed_text(run.elapsed())})",
         "",
         f"Held-out facility-B test set {test['name']} v{test['version']} ({len(rows)} images, labels from "
-        "agreements and curated disagreements):",
+        "agreements and curated disagreements; per image, each mode at its own threshold, and fused per inspection "
+        "= max over its modes, as the LIMS sees it):",
         *_table([before, after]),
         "",
         "Counts per stage:",
@@ -134,8 +154,8 @@ def report(run: DemoRun) -> None:
         "elapsed_s": round(run.elapsed(), 1),
         "test_set": {k: test.get(k) for k in ("name", "version", "manifest_uri", "counts")},
         "train_set": {k: train.get(k) for k in ("name", "version", "manifest_uri", "counts", "removed_by_stage")},
-        "foundation": {"versions": before.versions, **before.metrics.scalars()},
-        "new": {"versions": after.versions, **after.metrics.scalars()},
+        "foundation": {"versions": before.versions, **before.metrics.scalars(), "fused": _fused(before)},
+        "new": {"versions": after.versions, **after.metrics.scalars(), "fused": _fused(after)},
         "counts": {k: v for k, v in vars(c).items() if k not in ("test_set", "train_set")},
         "plot": str(plot),
         "last_line": run.last_line,
