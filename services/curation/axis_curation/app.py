@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from axis_curation import api_curate, api_datasets, api_plates
+from axis_curation import api_curate, api_datasets, api_patchmap, api_plates
 from axis_curation.context import Services, close_services, open_services
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ def create_app(services: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(api_curate.router)
     app.include_router(api_plates.router)
     app.include_router(api_datasets.router)
+    app.include_router(api_patchmap.router)
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 

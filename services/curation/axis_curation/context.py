@@ -29,6 +29,7 @@ class Services:
     allowed_buckets: list[str]
     publisher: Publisher | None = None
     closers: list[Any] = field(default_factory=list)
+    patchmaps: Any | None = None  # api_patchmap.PatchMapSource: the overlay of the curator and well views
 
     @property
     def rule(self) -> ConsensusRule:
@@ -61,6 +62,14 @@ def build_services(settings: CurationSettings, *, with_broker: bool = True) -> S
         max_image_bytes=opts.max_image_bytes,
     )
     broker = make_broker(settings.kafka) if with_broker else None
+    patchmaps = None
+    closers: list[Any] = [pool]
+    if opts.patchmap_url:
+        from axis_curation.api_patchmap import HttpPatchMapSource
+
+        token = opts.patchmap_token.get_secret_value() if opts.patchmap_token else None
+        patchmaps = HttpPatchMapSource(opts.patchmap_url, token)
+        closers.append(patchmaps)
     return Services(
         env=settings.env,
         options=opts,
@@ -70,7 +79,8 @@ def build_services(settings: CurationSettings, *, with_broker: bool = True) -> S
         exporter=exporter,
         allowed_buckets=list(settings.s3.allowed_buckets),
         publisher=broker,
-        closers=[pool],
+        closers=closers,
+        patchmaps=patchmaps,
     )
 
 

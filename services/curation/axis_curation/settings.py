@@ -6,7 +6,7 @@ from typing import Any
 
 from axis_adapters.settings import ServiceSettings
 from axis_contracts.scheme import DEFAULT_SCHEME, ScoreScheme
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 
 class CurationOptions(BaseModel):
@@ -27,6 +27,12 @@ class CurationOptions(BaseModel):
         default_factory=dict, description="DatasetConfig overrides applied to every export before the request's"
     )
     producer: str = "curation"
+    patchmap_url: str | None = Field(
+        default=None, description="patch-map server (python -m axis_inference.patchmaps), e.g. http://127.0.0.1:8084"
+    )
+    patchmap_token: SecretStr | None = Field(
+        default=None, description="its bearer token (AXIS_INFERENCE__METRICS_TOKEN)"
+    )
 
 
 class CurationSettings(ServiceSettings):

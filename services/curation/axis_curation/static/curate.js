@@ -55,9 +55,10 @@ function show(item) {
   const images = item.images.slice().sort((a, b) => modes.indexOf(a.imaging_mode) - modes.indexOf(b.imaging_mode));
   if (!images.length) pair.append(el("div", { class: "empty", text: "no images recorded for this inspection" }));
   for (const img of images) {
-    pair.append(el("figure", {},
-      el("img", { src: imageUrl(img.image_uri, 1200), alt: img.imaging_mode + " image of " + item.well }),
-      el("figcaption", { text: (img.imaging_mode === "uv" ? "UV" : "visible") + " · " + when(img.imaged_at) })));
+    const pic = el("img", { src: imageUrl(img.image_uri, 1200), alt: img.imaging_mode + " image of " + item.well });
+    const caption = el("figcaption", { text: (img.imaging_mode === "uv" ? "UV" : "visible") + " · " + when(img.imaged_at) });
+    pair.append(el("figure", {}, pic, caption));
+    addPatchOverlay(pic, img.image_uri, img.imaging_mode, caption);  // m toggles it
   }
   document.getElementById("comment").value = "";
   setText("flash", "");

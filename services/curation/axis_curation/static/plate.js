@@ -78,9 +78,12 @@ async function openWell(w) {
   try { h = await api("/v1/plates/" + encodeURIComponent(barcode) + "/wells/" + w.well); }
   catch (e) { detail.replaceChildren(el("h2", { text: "Well " + w.well }), el("div", { class: "muted", text: e.message })); return; }
   const latest = h.images.filter((i) => !w.drops.length || i.inspection_id === w.drops[0].inspection_id);
-  const thumbs = el("div", { class: "thumbs", id: "well-images" }, ...latest.map((i) => el("figure", {},
-    el("img", { src: imageUrl(i.image_uri, 320), alt: i.imaging_mode }),
-    el("figcaption", { text: i.imaging_mode + " · " + when(i.imaged_at) }))));
+  const thumbs = el("div", { class: "thumbs", id: "well-images" }, ...latest.map((i) => {
+    const pic = el("img", { src: imageUrl(i.image_uri, 320), alt: i.imaging_mode });
+    const caption = el("figcaption", { text: i.imaging_mode + " · " + when(i.imaged_at) });
+    addPatchOverlay(pic, i.image_uri, i.imaging_mode, caption);  // m toggles it
+    return el("figure", {}, pic, caption);
+  }));
   const scoreRows = h.image_scores.map((s) => el("tr", {}, el("td", { text: when(s.scored_at) }),
     el("td", { text: s.imaging_mode }), el("td", { text: pct(s.probability) }),
     el("td", { text: s.model_name + " v" + s.model_version })));
