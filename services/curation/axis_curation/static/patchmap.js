@@ -3,18 +3,9 @@
 // (axis_model.patchmap) is drawn over the image: green pushes towards crystal, magenta away; the key m
 // toggles the overlay. Without a map server the images are shown as before.
 
-function containedRect(img) {
-  // the drawn image inside an <img> with object-fit: contain
-  const bw = img.clientWidth, bh = img.clientHeight;
-  const nw = img.naturalWidth || bw, nh = img.naturalHeight || bh;
-  const s = Math.min(bw / nw, bh / nh);
-  const w = nw * s, h = nh * s;
-  return { left: img.offsetLeft + (bw - w) / 2, top: img.offsetTop + (bh - h) / 2, width: w, height: h };
-}
-
 function drawPatchMap(map) {
+  // the grid covers the whole image (the model sees it resized to a square)
   const canvas = document.createElement("canvas");
-  canvas.className = "patch-overlay";
   canvas.width = map.cols;
   canvas.height = map.rows;
   const flat = map.contributions.flat();
@@ -37,10 +28,25 @@ async function addPatchOverlay(img, uri, mode, caption) {
   try { map = await api("/v1/patch-map?uri=" + encodeURIComponent(uri) + "&mode=" + encodeURIComponent(mode)); }
   catch (e) { return null; }  // no map server, or no model yet: the plain image stays
   if (!img.parentElement) return null;
-  const canvas = drawPatchMap(map);
+  const grid = drawPatchMap(map);
+  // an overlay with the image's own aspect ratio and object-fit, laid over the <img> box, lines up with the
+  // drawn image whether the page shows it contained (curator view) or cropped (well thumbnails)
+  const canvas = document.createElement("canvas");
+  canvas.className = "patch-overlay";
+  canvas.title = grid.title;
   const place = () => {
-    const r = containedRect(img);
-    Object.assign(canvas.style, { left: r.left + "px", top: r.top + "px", width: r.width + "px", height: r.height + "px" });
+    const nw = img.naturalWidth || map.cols, nh = img.naturalHeight || map.rows;
+    const k = 256 / Math.max(nw, nh);
+    canvas.width = Math.max(1, Math.round(nw * k));
+    canvas.height = Math.max(1, Math.round(nh * k));
+    const ctx = canvas.getContext("2d");
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(grid, 0, 0, canvas.width, canvas.height);
+    const cs = getComputedStyle(img);
+    Object.assign(canvas.style, {
+      left: img.offsetLeft + "px", top: img.offsetTop + "px", width: img.clientWidth + "px",
+      height: img.clientHeight + "px", objectFit: cs.objectFit, objectPosition: cs.objectPosition,
+    });
   };
   img.parentElement.classList.add("has-patch-map");
   img.after(canvas);
