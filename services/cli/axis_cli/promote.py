@@ -205,7 +205,8 @@ class PromotionResult:
 def apply(registry: Registry, evaluation: Evaluation, *, by: str, reason: str, force: bool) -> PromotionResult:
     """Move the champion alias to the evaluated candidate and tag who, why and when."""
     candidate, current = evaluation.candidate, evaluation.champion
-    registry.set_alias(candidate.name, CHAMPION, candidate.version)
+    # tags first: the caller writes its audit row right after the alias moves, so that promote-watch
+    # (which waits a few seconds for that row) never takes this for a move made in MLflow
     registry.set_tags(
         candidate.name,
         candidate.version,
@@ -218,6 +219,7 @@ def apply(registry: Registry, evaluation: Evaluation, *, by: str, reason: str, f
             "promoted_gate": "refuse" if evaluation.refused else "accept",
         },
     )
+    registry.set_alias(candidate.name, CHAMPION, candidate.version)
     return PromotionResult(
         candidate.name,
         candidate.version,

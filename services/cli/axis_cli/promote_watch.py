@@ -44,7 +44,7 @@ class WatchOptions(BaseModel):
     """How often to look and how long a change must stand before it is recorded."""
 
     poll_s: float = Field(default=3.0, gt=0.0)
-    settle_s: float = Field(default=3.0, ge=0.0)
+    settle_s: float = Field(default=5.0, ge=0.0)
     margin: float = Field(default=0.02, ge=0.0, lt=1.0)
     resamples: int = Field(default=2000, ge=1000)
     seed: int = 0
@@ -71,7 +71,7 @@ class Watcher:
     publish: Callable[[ModelPromoted], Awaitable[None]]
     models: Sequence[str]
     gate_config: GateConfig = field(default_factory=GateConfig)
-    settle_s: float = 3.0
+    settle_s: float = 5.0
     clock: Callable[[], float] = time.monotonic
     say: Callable[[str], None] = print
     _first_seen: dict[str, tuple[str, float]] = field(default_factory=dict)
