@@ -213,6 +213,14 @@ async def test_exported_dataset_becomes_a_challenger_and_promotion_makes_it_cham
     assert m["test_balanced_accuracy"] > 0.6  # it learned something on the held-out plates
     artifacts = {a.path for a in registry.client.list_artifacts(run.info.run_id)}
     assert {"confusion_matrix.png", "pr_curve.png", "evaluation.json", "bundle"} <= artifacts
+    assert {"test_predictions.jsonl", "evaluation_fused.json"} <= artifacts
+    preds = registry.read_run_text(run.info.run_id, "test_predictions.jsonl")
+    assert preds is not None
+    lines = [json.loads(line) for line in preds.splitlines()]
+    assert len(lines) == int(run.data.params["n_test"]) and {x["model"] for x in lines} == {"new"}
+    assert all(x["inspection_id"] and x["mode"] == "visible" for x in lines)
+    assert 0.0 <= m["fused_test_recall"] <= 1.0 and "fused_test_balanced_accuracy" in m
+    assert "metric.fused_test_recall" in registry.version(vis, "1").tags
     inputs = {(d.dataset.name, d.dataset.digest) for d in run.inputs.dataset_inputs}
     assert (f"train-{RUN}@v1", datasets["train"][1][:36]) in inputs
     assert run.info.status == "FINISHED"
@@ -282,6 +290,14 @@ async def test_hand_run_from_champion_then_a_worse_version_is_refused_unless_for
     champion_ba = float(v3.tags["champion_metric.test_balanced_accuracy"])
     print(f"worse v3 test BA {v3.metrics['test_balanced_accuracy']:.3f} vs champion {champion_ba:.3f}")
     assert v3.metrics["test_balanced_accuracy"] < champion_ba - 0.02
+    # the bootstrap gate runs on the stored predictions of v3 and of champion v1 (measured in v3's run)
+    dry = ["promote", vis, "3", "--by", "bob", "--reason", "try", "--dry-run"]
+    assert await asyncio.to_thread(cli_main, dry) == 1
+    report = registry.read_run_text(str(v3.run_id), "gate/vs_champion_v1/gate_report.json")
+    assert report is not None and json.loads(report)["verdict"] == "refuse"
+    assert {s["scope"] for s in json.loads(report)["scopes"]} >= {"visible", "fused"}
+    print(registry.read_run_text(str(v3.run_id), "gate/vs_champion_v1/gate_report.txt"))
+    assert registry.champion(vis).version == "1"  # type: ignore[union-attr]
     assert await asyncio.to_thread(cli_main, ["promote", vis, "3", "--by", "bob", "--reason", "try"]) == 1
     assert registry.champion(vis).version == "1"  # type: ignore[union-attr]
     assert (
