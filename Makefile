@@ -13,7 +13,7 @@ BENCH_GPU_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install lint typecheck check test test-unit test-integration test-browser test-e2e up down status \
-        demo compose-check bench-inference bench-gpu bench-discrepancy chaos browser-deps clean
+        demo experiment-curation compose-check bench-inference bench-gpu bench-discrepancy chaos browser-deps clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ down: $(STAMP) ## stop the services (in-flight batches finish), then exactly wha
 
 demo: $(STAMP) ## run one whole Lab-in-the-Loop cycle on the embedded stack
 	$(PY) -m axis_cli demo --data-dir $(DATA_DIR) $(DEMO_ARGS)
+
+experiment-curation: $(STAMP) ## disagreements only vs + budgeted uncertain agreements, same curator budget, 2 seeds
+	$(PY) -m axis_cli.demo_curation $(EXPERIMENT_ARGS)
 
 compose-check: $(STAMP) ## validate docker-compose.yml with a compose binary (no Docker engine needed)
 	$(PY) -m axis_stack compose-check docker-compose.yml
