@@ -21,7 +21,6 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID, uuid4
@@ -62,12 +61,21 @@ class WatchRegistry(ArtifactRegistry, Protocol):
     def version(self, model_name: str, version: str) -> RegisteredVersion: ...
 
 
+class PromotionStore(Protocol):
+    """The audit table as the watcher uses it (promotion_log.PgPromotionStore, or the in-memory fake)."""
+
+    def latest(self, model: str) -> promotion_log.LatestPromotion | None: ...
+    def insert(self, **row: Any) -> int | None: ...
+    def unpublished(self) -> list[promotion_log.Pending]: ...
+    def mark_published(self, row_id: int) -> None: ...
+
+
 @dataclass
 class Watcher:
     """One poll = compare each model's alias with its audit trail; record and announce what MLflow changed."""
 
     registry: WatchRegistry
-    connect: Callable[[], AbstractContextManager[Any]]
+    store: PromotionStore
     publish: Callable[[ModelPromoted], Awaitable[None]]
     models: Sequence[str]
     gate_config: GateConfig = field(default_factory=GateConfig)
@@ -95,8 +103,7 @@ class Watcher:
         if current is None:
             self._first_seen.pop(name, None)
             return None
-        with self.connect() as conn:
-            last = promotion_log.latest(conn, name)
+        last = self.store.latest(name)
         if last is not None and last.version == current.version:
             self._first_seen.pop(name, None)
             return None
@@ -132,23 +139,20 @@ class Watcher:
         kind = promotion_log.kind_of(current.version, previous)
         reason = f"champion alias moved in MLflow: v{previous or '-'} -> v{current.version}"
         reason += " (rollback)" if kind == "rollback" else ""
-        with self.connect() as conn:
-            row_id = promotion_log.insert(
-                conn,
-                model=name,
-                version=current.version,
-                previous=previous,
-                by=MLFLOW_USER,
-                reason=reason,
-                forced=gate.get("verdict") == "refuse",
-                metrics={k: float(v) for k, v in metrics.items()},
-                via="mlflow",
-                gate=gate,
-                key=promotion_log.change_key(name, previous, current.version, last),
-                event_id=uuid4(),
-                published=False,
-            )
-            conn.commit()
+        row_id = self.store.insert(
+            model=name,
+            version=current.version,
+            previous=previous,
+            by=MLFLOW_USER,
+            reason=reason,
+            forced=gate.get("verdict") == "refuse",
+            metrics={k: float(v) for k, v in metrics.items()},
+            via="mlflow",
+            gate=gate,
+            key=promotion_log.change_key(name, previous, current.version, last),
+            event_id=uuid4(),
+            published=False,
+        )
         self._first_seen.pop(name, None)
         if row_id is None:
             return None  # another watcher instance recorded it
@@ -157,13 +161,9 @@ class Watcher:
         return line
 
     async def _publish_pending(self) -> None:
-        with self.connect() as conn:
-            pending = promotion_log.unpublished(conn)
-        for p in pending:
+        for p in await asyncio.to_thread(self.store.unpublished):
             await self.publish(_event(p))
-            with self.connect() as conn:
-                promotion_log.mark_published(conn, p.id)
-                conn.commit()
+            await asyncio.to_thread(self.store.mark_published, p.id)
 
 
 def _event(p: promotion_log.Pending) -> ModelPromoted:
@@ -197,7 +197,7 @@ async def run(settings: PromoteWatchSettings, *, stop: asyncio.Event | None = No
 
         watcher = Watcher(
             registry=ModelRegistry(settings.mlflow.tracking_uri),
-            connect=lambda: connect(settings.postgres),
+            store=promotion_log.PgPromotionStore(lambda: connect(settings.postgres)),
             publish=publish,
             models=models,
             gate_config=GateConfig(margin=opts.margin, resamples=opts.resamples, seed=opts.seed),

@@ -142,3 +142,78 @@ def history(conn: Any, model: str, alias: str = "champion") -> list[dict[str, An
         "gate",
     )
     return [dict(zip(cols, r, strict=True)) for r in conn.execute(HISTORY, (model, alias)).fetchall()]
+
+
+class PgPromotionStore:
+    """The audit table through a connection factory (each call commits its own transaction)."""
+
+    def __init__(self, connect: Any) -> None:
+        self._connect = connect
+
+    def latest(self, model: str) -> LatestPromotion | None:
+        """Newest champion row of a model."""
+        with self._connect() as conn:
+            return latest(conn, model)
+
+    def insert(self, **row: Any) -> int | None:
+        """Insert (see :func:`insert`) and commit."""
+        with self._connect() as conn:
+            rid = insert(conn, **row)
+            conn.commit()
+            return rid
+
+    def unpublished(self) -> list[Pending]:
+        """MLflow rows not yet announced."""
+        with self._connect() as conn:
+            return unpublished(conn)
+
+    def mark_published(self, row_id: int) -> None:
+        """Set published_at and commit."""
+        with self._connect() as conn:
+            mark_published(conn, row_id)
+            conn.commit()
+
+
+class InMemoryPromotionStore:
+    """Fake audit table for unit tests (same keys and ordering rules as the SQL)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def latest(self, model: str) -> LatestPromotion | None:
+        """Newest row of a model."""
+        mine = [r for r in self.rows if r["model"] == model]
+        if not mine:
+            return None
+        r = mine[-1]
+        return LatestPromotion(r["id"], r["version"], r["via"], r["at"])
+
+    def insert(self, **row: Any) -> int | None:
+        """Insert unless the change key is known."""
+        key = row.get("key")
+        if key is not None and any(r.get("key") == key for r in self.rows):
+            return None
+        rid = len(self.rows) + 1
+        row.setdefault("event_id", uuid4())
+        self.rows.append(
+            {
+                **row,
+                "id": rid,
+                "at": datetime.now(),
+                "kind": kind_of(row["version"], row.get("previous")),
+                "published_at": datetime.now() if row.get("published", True) else None,
+            }
+        )
+        return rid
+
+    def unpublished(self) -> list[Pending]:
+        """MLflow rows not yet announced."""
+        return [
+            Pending(r["id"], r["model"], r["version"], r["previous"], r["by"], r["reason"], r["metrics"], r["event_id"])
+            for r in self.rows
+            if r["via"] == "mlflow" and r["published_at"] is None
+        ]
+
+    def mark_published(self, row_id: int) -> None:
+        """Set published_at."""
+        self.rows[row_id - 1]["published_at"] = datetime.now()
