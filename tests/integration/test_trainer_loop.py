@@ -213,7 +213,7 @@ async def test_exported_dataset_becomes_a_challenger_and_promotion_makes_it_cham
     assert m["test_balanced_accuracy"] > 0.6  # it learned something on the held-out plates
     artifacts = {a.path for a in registry.client.list_artifacts(run.info.run_id)}
     assert {"confusion_matrix.png", "pr_curve.png", "evaluation.json", "bundle"} <= artifacts
-    assert {"test_predictions.jsonl", "evaluation_fused.json"} <= artifacts
+    assert {"test_predictions.jsonl", "evaluation_fused.json", "fused_confusion_matrix.png"} <= artifacts
     preds = registry.read_run_text(run.info.run_id, "test_predictions.jsonl")
     assert preds is not None
     lines = [json.loads(line) for line in preds.splitlines()]

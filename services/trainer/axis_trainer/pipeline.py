@@ -269,9 +269,12 @@ def _log_fused(t: Trainer, outcomes: Sequence[ModeOutcome]) -> None:
     if champ is not None:
         metrics.update({f"champion_fused_{k}": v for k, v in test_summary(champ).items()})
     report = {"modes": modes, "new": new.to_dict(), "champion": champ.to_dict() if champ else None}
+    note = "per inspection: max over modes, each at its own threshold"
     for o in outcomes:
         tracking.log_metrics(t.registry.client, o.run_id, metrics)
         t.registry.client.log_dict(o.run_id, report, FUSED_ARTIFACT)
+        fig = tracking.confusion_figure(new, f"fused {'+'.join(modes)}, new, test set", note)
+        tracking.log_figure(t.registry.client, o.run_id, fig, "fused_confusion_matrix.png")
         t.registry.set_tags(o.model_name, o.version.version, metric_tags(metrics))
 
 

@@ -93,8 +93,11 @@ def log_dataset(
     client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
 
 
-def confusion_figure(metrics: BinaryMetrics, title: str) -> Any:
-    """Confusion matrix (rows = truth, columns = prediction; crystal first) as a matplotlib figure."""
+def confusion_figure(metrics: BinaryMetrics, title: str, note: str | None = None) -> Any:
+    """Confusion matrix (rows = truth, columns = prediction; crystal first) as a matplotlib figure.
+
+    ``note`` replaces the threshold line under the title (e.g. for fused decisions, each at its own threshold).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,7 +112,7 @@ def confusion_figure(metrics: BinaryMetrics, title: str) -> Any:
     ax.set_yticks([0, 1], ["crystal", "other"])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{title}\nthreshold {metrics.threshold:.3f}", fontsize=9)
+    ax.set_title(f"{title}\n{note or f'threshold {metrics.threshold:.3f}'}", fontsize=9)
     fig.tight_layout()
     return fig
 
