@@ -57,6 +57,19 @@ async def async_pool(
     return pool
 
 
+# SQLSTATE classes that say "this service and its database do not fit" (a missing table or column, a missing
+# grant: class 42), not "this record is bad". Every record would fail the same way, so dead-lettering them one by
+# one would empty the topic into the dead-letter queue; they are retried instead (the consumer's /health then says
+# stalled, and the operator applies the migration or the grant).
+DEPLOYMENT_SQLSTATE_CLASSES = ("42",)
+
+
+def is_deployment_error(exc: BaseException) -> bool:
+    """True for a database error caused by the deployment (schema or grants), not by the data."""
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, psycopg.Error) and isinstance(state, str) and state[:2] in DEPLOYMENT_SQLSTATE_CLASSES
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying (server gone, restarting, connection refused)."""
-    return isinstance(exc, TRANSIENT_ERRORS)
+    """True for errors worth retrying (server gone, restarting, connection refused; schema not yet migrated)."""
+    return isinstance(exc, TRANSIENT_ERRORS) or is_deployment_error(exc)

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
 from axis_adapters.kafka import DeadLetterSink, FakePublisher, RawRecord, dead_letter_id
@@ -70,8 +71,9 @@ def test_epoch_times_are_refused(when: object) -> None:
 def test_far_future_and_prehistoric_times_are_refused_and_the_skew_is_configurable() -> None:
     assert "lies in the future" in reason(image(imaged_at="9999-12-31T00:00:00Z"))
     assert "before 2000-01-01" in reason(image(imaged_at="1999-12-31T00:00:00Z"))
-    soon = (NOW + timedelta(minutes=5)).isoformat()
-    assert parse_event(image(imaged_at=soon), ImageCaptured).imaged_at > NOW  # within the default 10 minutes
+    now = datetime.now(UTC)
+    soon = (now + timedelta(minutes=5)).isoformat()
+    assert parse_event(image(imaged_at=soon), ImageCaptured).imaged_at > now  # within the default 10 minutes
     assert "lies in the future" in reason(image(imaged_at=soon), max_future_skew_s=60)
 
 
@@ -84,6 +86,14 @@ def test_broker_errors_caused_by_the_message_are_permanent_the_rest_transient() 
     assert classify(MessageSizeTooLargeError()) == "permanent"
     assert classify(KafkaConnectionError()) == "transient"
     assert classify(KafkaTimeoutError()) == "transient"
+
+
+def test_a_schema_that_does_not_fit_is_retried_bad_data_is_not() -> None:
+    # a missing column fails every record alike: retried (and /health stalls), never dead-lettered one by one
+    assert classify(psycopg.errors.UndefinedColumn("column x does not exist")) == "transient"
+    assert classify(psycopg.errors.InsufficientPrivilege("permission denied")) == "transient"
+    assert classify(psycopg.errors.InvalidTextRepresentation("invalid input syntax")) == "permanent"
+    assert classify(psycopg.errors.UniqueViolation("duplicate key")) == "permanent"
 
 
 class RefusingBroker(FakePublisher):
