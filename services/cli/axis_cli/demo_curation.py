@@ -6,8 +6,10 @@ by max), simulated LIMS users score them (three users, one of them careless), th
 service (axis_core.routing: the same score, budget and per-user reliability from curated outcomes) fills the
 curator queue, simulated curators label the queue in its order up to the same budget in both arms, and the
 curation export's rule builds the training set (agreements with their agreed label, curated items with the
-curators' label, uncurated disagreements left out). Each arm fine-tunes a copy of the foundation and is measured
-on held-out facility-B test plates. Per seed the loop runs twice:
+curators' label, uncurated disagreements and items the curators found uncertain left out). Each arm fine-tunes a
+copy of the foundation on all loop plates but one, picks its decision threshold on that validation plate (best
+balanced accuracy under the training labels, as the trainer selects on its validation split) and is measured on
+held-out facility-B test plates. Per seed the loop runs twice:
 
 * disagreements only: the queue is the disagreements (ordered by the same score);
 * with uncertain agreements: the queue also receives routed agreements within the budget.
@@ -25,7 +27,7 @@ import copy
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -126,14 +128,37 @@ def score(clf: object, inspections: list[Inspection]) -> None:
                 i.probs[mode] = float(v)
 
 
-def balanced_accuracy(clf: object, test: list[Inspection], threshold: float) -> float:
-    """Fused (max over modes) balanced accuracy on the test inspections at a fixed threshold."""
-    score(clf, test)
-    pred = np.array([max(i.probs.values()) >= threshold for i in test])
-    true = np.array([i.truth == "crystal" for i in test])
+def fused(clf: object, inspections: list[Inspection]) -> np.ndarray:
+    """Fused P(crystal) (max over modes) of inspections, without touching their stored scores."""
+    out = np.zeros(len(inspections))
+    for mode in ("visible", "uv"):
+        idx = [n for n, i in enumerate(inspections) if mode in i.pixels]
+        for s in range(0, len(idx), 64):
+            chunk = idx[s : s + 64]
+            px = np.stack([inspections[n].pixels[mode] for n in chunk])
+            p = clf.predict_proba(px, mode)  # type: ignore[attr-defined]
+            out[chunk] = np.maximum(out[chunk], p)
+    return out
+
+
+def _ba(pred: np.ndarray, true: np.ndarray) -> float:
     tpr = (pred & true).sum() / max(1, true.sum())
     tnr = (~pred & ~true).sum() / max(1, (~true).sum())
     return float((tpr + tnr) / 2)
+
+
+def pick_threshold(clf: object, rows: list[tuple[Inspection, str]]) -> float:
+    """The threshold with the best fused balanced accuracy on validation rows (0.5 when they hold one class)."""
+    true = np.array([lab == "crystal" for _, lab in rows])
+    if not rows or true.all() or not true.any():
+        return 0.5
+    p = fused(clf, [i for i, _ in rows])
+    return float(max(np.unique(p), key=lambda t: (_ba(p >= t, true), -abs(t - 0.5))))
+
+
+def balanced_accuracy(clf: object, test: list[Inspection], threshold: float) -> float:
+    """Fused (max over modes) balanced accuracy on the test inspections at the model's threshold."""
+    return _ba(fused(clf, test) >= threshold, np.array([i.truth == "crystal" for i in test]))
 
 
 @dataclass
@@ -145,6 +170,7 @@ class ArmResult:
     agreements_curated: int
     corrected: int
     training_rows: int
+    threshold: float
 
 
 def run_arm(
@@ -158,6 +184,7 @@ def run_arm(
     policy = RoutingPolicy(agreements_per_day=per_round if route else 0, max_queue_share=o.share)
     record: dict[str, list[int]] = {u: [0, 0] for u, _ in o.users}
     curated: dict[str, str] = {}
+    unsure: set[str] = set()
     agreements_curated = corrected = 0
     plates = sorted({i.plate for i in loop})
     for r in range(o.rounds):
@@ -178,7 +205,8 @@ def run_arm(
         for k in queue[:per_round]:
             i = by_id[k]
             if rng.random() < o.uncertain_share:
-                continue  # "uncertain": the label is spent, nothing is learnt
+                unsure.add(k)  # "uncertain": the label is spent; the export then leaves the item out
+                continue
             curated[k] = i.truth
             record[i.user][0] += 1
             record[i.user][1] += int(i.truth != i.human)
@@ -189,11 +217,14 @@ def run_arm(
     for i in loop:
         if i.iid in curated:
             rows.append((i, curated[i.iid]))
-        elif (max(i.probs.values()) >= o.threshold) == (i.human == "crystal"):
+        elif i.iid not in unsure and (max(i.probs.values()) >= o.threshold) == (i.human == "crystal"):
             rows.append((i, i.human))
     clf = copy.deepcopy(foundation)
-    train(clf, rows, steps=o.steps, seed=seed)
-    return ArmResult(balanced_accuracy(clf, test, o.threshold), len(curated), agreements_curated, corrected, len(rows))
+    val_plate = plates[-1]
+    train(clf, [(i, lab) for i, lab in rows if i.plate != val_plate], steps=o.steps, seed=seed)
+    threshold = pick_threshold(clf, [(i, lab) for i, lab in rows if i.plate == val_plate])
+    ba = balanced_accuracy(clf, test, threshold)
+    return ArmResult(ba, len(curated), agreements_curated, corrected, len(rows), threshold)
 
 
 def run_seed(seed: int, o: ExperimentOptions) -> tuple[float, ArmResult, ArmResult]:
@@ -212,9 +243,15 @@ def run_seed(seed: int, o: ExperimentOptions) -> tuple[float, ArmResult, ArmResu
         f"seed {seed}: rendered {len(a)} domain-A, {len(loop)} loop and {len(test)} test inspections "
         f"({crystals} loop crystals) in {time.monotonic() - t0:.0f}s"
     )
-    train(clf, [(i, i.truth) for i in a], steps=o.foundation_steps, seed=seed)
-    before = balanced_accuracy(clf, test, o.threshold)
-    say(f"seed {seed}: foundation trained ({o.foundation_steps} steps/mode): test balanced accuracy {before:.1%}")
+    a_val = sorted({i.plate for i in a})[-1]
+    train(clf, [(i, i.truth) for i in a if i.plate != a_val], steps=o.foundation_steps, seed=seed)
+    threshold = pick_threshold(clf, [(i, i.truth) for i in a if i.plate == a_val])
+    o = replace(o, threshold=threshold)  # the foundation's threshold: the loop's routing and labels use it
+    before = balanced_accuracy(clf, test, threshold)
+    say(
+        f"seed {seed}: foundation trained ({o.foundation_steps} steps/mode, threshold {threshold:.3f} on a "
+        f"domain-A validation plate): test balanced accuracy {before:.1%}"
+    )
     score(clf, loop)
     rng = np.random.default_rng(seed * 13 + 5)
     for i in loop:
@@ -232,8 +269,8 @@ def run_seed(seed: int, o: ExperimentOptions) -> tuple[float, ArmResult, ArmResu
         name = "with uncertain agreements" if route else "disagreements only"
         say(
             f"seed {seed}, {name}: {res.curated} labels ({res.agreements_curated} on agreements, "
-            f"{res.corrected} correcting the model), {res.training_rows} training inspections -> "
-            f"balanced accuracy {res.balanced_accuracy:.1%} ({time.monotonic() - t1:.0f}s)"
+            f"{res.corrected} correcting the model), {res.training_rows} training inspections, threshold "
+            f"{res.threshold:.3f} -> balanced accuracy {res.balanced_accuracy:.1%} ({time.monotonic() - t1:.0f}s)"
         )
     return before, arms[0], arms[1]
 
