@@ -9,7 +9,9 @@ ALTER TABLE discrepancies ADD COLUMN reason text NOT NULL DEFAULT 'disagreement'
 -- Rows written before this migration get 0.5, so that they are neither buried nor ahead of everything.
 ALTER TABLE discrepancies ADD COLUMN priority double precision NOT NULL DEFAULT 0.5;
 CREATE INDEX discrepancies_queue ON discrepancies (status, priority DESC, created_at);
-CREATE INDEX discrepancies_routed_day ON discrepancies (created_at) WHERE reason <> 'disagreement';
+-- the day's intake (the agreement budget) and each user's curated outcomes (reliability), read per batch
+CREATE INDEX discrepancies_created ON discrepancies (created_at);
+CREATE INDEX discrepancies_user_resolved ON discrepancies (user_id) WHERE status = 'resolved';
 
 -- Per-mode probabilities and thresholds of the latest CrystalScored ([{"mode", "probability", "threshold"}]),
 -- so that a later user score can tell whether the modes disagreed.

@@ -174,3 +174,37 @@ async def test_likely_wrong_agreements_are_queued_within_budget_and_ordered_by_v
     assert (rel[BAD]["curated"], rel[BAD]["overturned"]) == (10, 8)
     assert rel[BAD]["overturn_rate"] == pytest.approx(0.45) and rel[GOOD]["overturn_rate"] == pytest.approx(0.05)
     assert rel[NEW]["curated"] == 0 and rel[NEW]["overturn_rate"] == pytest.approx(0.1)
+
+
+async def test_modes_that_disagree_are_remembered_until_the_user_score_arrives(stack: Any) -> None:
+    settings = discrepancy_settings(stack, f"rt2-{RUN}", "k")
+    conninfo = settings.postgres.conninfo()
+    iid = f"rt2-{RUN}-modes"
+    ml = crystal_scored(iid, {"visible": 0.97, "uv": 0.05})  # fused 0.97: confident, but UV says no
+    user = user_scored(iid, NEW, "single_crystals")
+    pool = await async_pool(settings.postgres)
+    svc = DiscrepancyService(
+        pool=pool,
+        publisher=FakePublisher(),
+        scheme=DEFAULT_SCHEME,
+        crystal_topic=topics.CRYSTAL_SCORED,
+        user_topic=topics.USER_SCORED,
+        consumer=f"rt2-{RUN}",
+        routing=RoutingPolicy(agreements_per_day=routed_today(conninfo) + 1, max_queue_share=0.9, min_value=0.05),
+    )
+    try:
+        await svc.handle([record(ml, 0)])  # the ML score alone: stored with its modes
+        with psycopg.connect(conninfo) as conn:
+            row = conn.execute("SELECT mode_scores FROM ml_scores WHERE inspection_id = %s", (iid,)).fetchone()
+        assert row is not None and {m["mode"]: m["probability"] for m in row[0]} == {"uv": 0.05, "visible": 0.97}
+        # a disagreement elsewhere today gives the share cap room for one agreement
+        await svc.handle([record(crystal_scored(iid + "-d", {"visible": 0.9}), 1)])
+        await svc.handle([record(user_scored(iid + "-d", NEW, "clear"), 2), record(user, 3)])
+    finally:
+        await pool.close()
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(
+            "SELECT inspection_id, kind, reason FROM discrepancies WHERE inspection_id LIKE %s ORDER BY 1",
+            (f"rt2-{RUN}-%",),
+        ).fetchall()
+    assert rows == [(iid, "agreement", "modes_disagree"), (iid + "-d", "ml_crystal_human_other", "disagreement")]

@@ -24,6 +24,7 @@ from axis_adapters.retry import RetriesExhausted, RetryPolicy, retry_async
 from axis_contracts import CrystalScored, Event, ScoreScheme, UserScored
 from axis_contracts.parsing import decode_json, validate_event
 from axis_core.discrepancy import (
+    FoldResult,
     HumanScore,
     InspectionState,
     MlScore,
@@ -209,7 +210,7 @@ class DiscrepancyService:
                     await self.dead_letters.reject(d.record, d.error)  # type: ignore[arg-type]
 
     async def _route(
-        self, conn: Any, results: Sequence[Any]
+        self, conn: Any, results: Sequence[FoldResult]
     ) -> tuple[dict[tuple[UUID, UUID], Assessment], set[tuple[UUID, UUID]]]:
         """Score each inspection's new comparison; choose the agreements worth a curator within the budget."""
         latest = [r.comparisons[-1] for r in results if r.comparisons]
