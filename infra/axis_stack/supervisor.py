@@ -71,6 +71,7 @@ SERVICES: dict[str, ServiceSpec] = {
     "lims-gateway": ServiceSpec("axis_discrepancy.lims_gateway", port_env="AXIS_LIMS__PORT", page="/docs"),
     "curation": ServiceSpec("axis_curation", ("serve", "--port", "{port}"), page="/"),
     "trainer": ServiceSpec("axis_trainer", health_path=None),
+    "patch-maps": ServiceSpec("axis_inference.patchmaps", ("--port", "{port}")),
     "ingest": ServiceSpec("axis_ingest", port_env="AXIS_INGEST__HTTP_PORT"),
     "promote-watch": ServiceSpec("axis_cli.promote_watch", health_path=None),
 }
@@ -132,9 +133,13 @@ def services_env(data_dir: Path) -> dict[str, str]:
     path = data_dir / ENV_FILE
     env = parse_env(path.read_text()) if path.exists() else {}
     changed = False
+    token = secrets.token_urlsafe(24)
     defaults = {
         "AXIS_LIMS__API_KEY": secrets.token_urlsafe(24),
         "AXIS_INGEST__WATCH_DIR": str(data_dir / "inbox"),
+        # the inference side's token (/metrics, the patch-map server), handed to curation for the overlay
+        "AXIS_INFERENCE__METRICS_TOKEN": token,
+        "AXIS_CURATION__PATCHMAP_TOKEN": token,
     }
     for k, v in defaults.items():
         if k not in env:
@@ -304,6 +309,8 @@ def supervise(data_dir: Path, names: list[str]) -> int:
             port = procs.free_port()
         st = ChildState(name=name, port=port, restarts=int(old.get(name, {}).get("restarts", 0)))
         children[name] = Child(name, spec, st, env, RotatingLog(data_dir / "logs" / f"{name}.log"))
+    if "patch-maps" in children and "curation" in children:  # the curator pages draw the maps it serves
+        env["AXIS_CURATION__PATCHMAP_URL"] = f"http://127.0.0.1:{children['patch-maps'].st.port}"
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

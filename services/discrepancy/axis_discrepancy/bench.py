@@ -151,8 +151,9 @@ async def _count(settings: DiscrepancySettings, prefix: str) -> dict[str, int]:
             "SELECT (SELECT count(*) FROM comparisons WHERE inspection_id LIKE %(p)s), "
             "(SELECT count(*) FROM comparisons WHERE inspection_id LIKE %(p)s AND NOT agrees), "
             "(SELECT count(*) FROM comparison_history WHERE inspection_id LIKE %(p)s), "
-            "(SELECT count(*) FROM discrepancies WHERE inspection_id LIKE %(p)s), "
-            "(SELECT count(*) FROM discrepancies WHERE inspection_id LIKE %(p)s AND published_at IS NOT NULL), "
+            "(SELECT count(*) FROM discrepancies WHERE inspection_id LIKE %(p)s AND reason = 'disagreement'), "
+            "(SELECT count(*) FROM discrepancies WHERE inspection_id LIKE %(p)s AND reason = 'disagreement' "
+            "AND published_at IS NOT NULL), "
             "(SELECT count(*) FROM user_scores WHERE inspection_id LIKE %(p)s), "
             "(SELECT count(*) FROM ml_score_history WHERE inspection_id LIKE %(p)s)",
             {"p": like},
