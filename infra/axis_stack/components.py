@@ -13,8 +13,12 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
+from typing import IO, Any
 
 import httpx
 import psycopg
@@ -30,7 +34,7 @@ TANSU_BUCKET = "axis-tansu"
 TOPIC_PARTITIONS = 3
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
 KAFKA_STORAGES = ("memory", "s3")
-DEFAULT_KAFKA_STORAGE = "memory"  # the broker storage of a new data dir
+DEFAULT_KAFKA_STORAGE = "s3"  # the broker storage of a new data dir: its log in the (durable) S3 server
 
 
 @dataclass
@@ -42,7 +46,8 @@ class StackState:
     pg_password: str
     s3_access_key: str
     s3_secret_key: str
-    kafka_storage: str = "memory"
+    kafka_storage: str = DEFAULT_KAFKA_STORAGE
+    s3_server: str = "localbucket"
     procs: dict[str, ProcRecord] = field(default_factory=dict)
 
     @property
@@ -59,6 +64,11 @@ class StackState:
     def pg_socket_dir(self) -> Path:
         """Unix-socket folder of PostgreSQL (inside the data dir)."""
         return self.pg_root / "run"
+
+    @property
+    def s3_root(self) -> Path:
+        """Folder of the S3 server's buckets (one folder per bucket, one file per object)."""
+        return self.data_dir / "s3"
 
     def s3_url(self) -> str:
         """http URL of the S3 server."""
@@ -221,11 +231,154 @@ def check_postgres(state: StackState) -> str:
     return f"PostgreSQL {row[0] if row else '?'}"
 
 
-# ---------------------------------------------------------------------------------------------- S3 (moto)
+# ---------------------------------------------------------------------------------------------- S3
+S3_SERVERS = ("localbucket", "moto")
+S3_SERVER_ENV = "AXIS_STACK_S3_SERVER"  # the S3 server of a new data dir (docs/storage.md)
+
+
+def default_s3_server() -> str:
+    """The S3 server a new data dir gets: localbucket (durable) unless $AXIS_STACK_S3_SERVER names another."""
+    chosen = os.environ.get(S3_SERVER_ENV) or "localbucket"
+    if chosen not in S3_SERVERS:
+        raise ValueError(f"{S3_SERVER_ENV}={chosen!r}: must be one of {', '.join(S3_SERVERS)}")
+    return chosen
+
+
 def start_s3(state: StackState) -> ProcRecord:
-    """moto's S3-compatible server (in memory: nothing survives a restart)."""
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(state.ports["s3"])]
+    """The S3 server: localbucket keeping the buckets as folders of ``<data-dir>/s3``, or moto (in memory)."""
+    port = state.ports["s3"]
+    if state.s3_server == "moto":
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    elif state.s3_server == "localbucket":
+        if importlib.util.find_spec("localbucket") is None:
+            raise FileNotFoundError("the S3 server localbucket is not installed: run `make install`")
+        code = f"from axis_stack.components import serve_s3; serve_s3({str(state.s3_root)!r}, {port})"
+        argv = [sys.executable, "-c", code]
+    else:
+        raise ValueError(f"s3_server must be one of {', '.join(S3_SERVERS)}, not {state.s3_server!r}")
     return procs.spawn(argv, log_path=state.logs / "s3.log", env={**os.environ, **state.aws_env()})
+
+
+def serve_s3(data_root: str, port: int) -> None:
+    """Run localbucket on 127.0.0.1:``port`` over ``data_root`` in this process, with the fixes the stack needs.
+
+    localbucket 1.2.1 as published lacks four things this system relies on, added by the handler below:
+    ``If-Match`` on PUT (the broker's optimistic updates); listings that walk only the folder a prefix names
+    (the broker lists a partition on every fetch; walking the whole bucket grew with the log); TCP_NODELAY
+    (headers and body go out as two writes: without it each response waited ~40 ms for a delayed ACK); and
+    GetBucketLocation (the minio client asks it when given no region). It also fsyncs each object before
+    renaming it into place. docs/storage.md has the measurements.
+    """
+    import logging
+    from http.server import ThreadingHTTPServer
+
+    handler = _localbucket_handler()
+    root = Path(data_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.WARNING)  # localbucket logs every request at INFO
+    handler.data_root = root
+    ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
+
+
+def _localbucket_handler() -> Any:
+    import localbucket as lb
+
+    locks = [threading.Lock() for _ in range(64)]
+
+    class Handler(lb.S3Handler):  # type: ignore[misc]
+        disable_nagle_algorithm = True
+
+        def _get_request(self, bucket: str, key: str) -> None:
+            if bucket and not key and "location" in self.query:  # the minio client asks it when given no region
+                self._check_query("GetBucketLocation", {"location"})
+                self._bucket_dir(bucket)
+                self._send_xml(lb.ET.Element("LocationConstraint", xmlns=lb.S3_NAMESPACE))  # empty: us-east-1
+                return
+            super()._get_request(bucket, key)
+
+        def _write_object(self, bucket: str, key: str, write: Callable[[IO[bytes]], str]) -> str:
+            target = self._object_path(bucket, key)
+            # One lock per key (striped): a conditional write checks and replaces with no other write between.
+            with locks[hash(str(target)) % len(locks)]:
+                expected = self.headers.get("If-Match")
+                if expected is not None:
+                    if not target.is_file():
+                        raise lb.S3Error(HTTPStatus.NOT_FOUND, "NoSuchKey", "The specified key does not exist.")
+                    if not lb.etag_matches(expected, lb.object_etag(target)):
+                        raise self._precondition_failed_error()
+
+                def synced(file: IO[bytes]) -> str:
+                    etag = write(file)
+                    file.flush()
+                    os.fsync(file.fileno())
+                    return etag
+
+                etag: str = super()._write_object(bucket, key, synced)
+            _fsync_dir(target.parent)
+            return etag
+
+        def _list_entries(
+            self, bucket_dir: Path, prefix: str, delimiter: str, marker: str, marker_is_prefix: bool, max_keys: int
+        ) -> tuple[list[tuple[str, Path]], list[str], bool, str]:
+            return list_page(bucket_dir, prefix, delimiter, marker, marker_is_prefix, max_keys, skip=lb.TEMP_PREFIX)
+
+    return Handler
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def list_page(
+    bucket_dir: Path,
+    prefix: str,
+    delimiter: str,
+    marker: str,
+    marker_is_prefix: bool,
+    max_keys: int,
+    *,
+    skip: str = ".localbucket-",
+) -> tuple[list[tuple[str, Path]], list[str], bool, str]:
+    """One page of a bucket listing (keys with their files, common prefixes, truncated, last entry).
+
+    What localbucket's own listing returns, but walking only the folder that ``prefix`` names instead of the
+    whole bucket. Files whose name starts with ``skip`` (unfinished writes) are not objects.
+    """
+    folder = prefix.rpartition("/")[0]
+    top = bucket_dir.joinpath(*folder.split("/")) if folder else bucket_dir
+    if not top.is_dir() or not top.resolve().is_relative_to(bucket_dir.resolve()):
+        return [], [], False, ""
+    keys = []
+    for directory, _, files in os.walk(top):
+        for name in files:
+            path = Path(directory, name)
+            key = path.relative_to(bucket_dir).as_posix()
+            if not name.startswith(skip) and key.startswith(prefix):
+                keys.append((key, path))
+    keys.sort(key=lambda item: item[0].encode())  # S3 orders keys by their UTF-8 bytes
+    contents: list[tuple[str, Path]] = []
+    common: list[str] = []
+    last = ""
+    for key, path in keys:
+        if marker and (key.encode() <= marker.encode() or (marker_is_prefix and key.startswith(marker))):
+            continue
+        cut = key.find(delimiter, len(prefix)) if delimiter else -1
+        group = key[: cut + len(delimiter)] if cut >= 0 else ""
+        if group and common and common[-1] == group:
+            continue
+        if len(contents) + len(common) >= max_keys:
+            return contents, common, max_keys > 0, last
+        if group:
+            common.append(group)
+            last = "P:" + group
+        else:
+            contents.append((key, path))
+            last = "K:" + key
+    return contents, common, False, last
 
 
 def _minio(state: StackState) -> Minio:
@@ -243,7 +396,8 @@ def _minio(state: StackState) -> Minio:
 def check_s3(state: StackState) -> str:
     """List the buckets."""
     names = [b.name for b in _minio(state).list_buckets()]
-    return f"{len(names)} buckets"
+    where = f" in {state.s3_root}" if state.s3_server == "localbucket" else " (in memory)"
+    return f"{len(names)} buckets, {state.s3_server}{where}"
 
 
 def provision_s3(state: StackState) -> None:
@@ -274,7 +428,7 @@ def tansu_bin() -> str:
 
 
 def start_kafka(state: StackState) -> ProcRecord:
-    """tansu broker on 127.0.0.1, memory storage or s3 storage in the S3 server (survives broker restarts)."""
+    """tansu broker on 127.0.0.1: its log, topics and consumer offsets in the S3 server (s3) or in memory."""
     if state.kafka_storage not in KAFKA_STORAGES:
         raise ValueError(f"kafka_storage must be one of {KAFKA_STORAGES}, not {state.kafka_storage!r}")
     url = f"tcp://127.0.0.1:{state.ports['kafka']}"

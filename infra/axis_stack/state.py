@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from axis_stack import procs
-from axis_stack.components import StackState
+from axis_stack.components import StackState, default_s3_server
 from axis_stack.procs import ProcRecord
 
 COMPONENTS: tuple[str, ...] = ("postgres", "s3", "kafka", "mlflow")
@@ -58,6 +58,8 @@ def load_state(data_dir: Path) -> StackState | None:
         s3_access_key=raw["s3_access_key"],
         s3_secret_key=raw["s3_secret_key"],
         kafka_storage=raw.get("kafka_storage", "memory"),
+        # Data dirs from before the durable S3 server had moto, which kept nothing: they get localbucket now.
+        s3_server=raw.get("s3_server", "localbucket"),
         procs={name: ProcRecord(int(r["pid"]), int(r["start_time"])) for name, r in raw.get("procs", {}).items()},
     )
 
@@ -74,6 +76,7 @@ def new_state(data_dir: Path, ports: dict[str, int] | None, kafka_storage: str) 
         s3_access_key=S3_ACCESS_KEY,
         s3_secret_key=new_password(),
         kafka_storage=kafka_storage,
+        s3_server=default_s3_server(),
     )
 
 
@@ -85,6 +88,7 @@ def save_state(state: StackState) -> None:
         "s3_access_key": state.s3_access_key,
         "s3_secret_key": state.s3_secret_key,
         "kafka_storage": state.kafka_storage,
+        "s3_server": state.s3_server,
         "procs": {name: rec.to_json() for name, rec in state.procs.items()},
     }
     _write_private(state.data_dir / STATE_FILE, json.dumps(raw, indent=2) + "\n")
