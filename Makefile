@@ -13,7 +13,7 @@ BENCH_GPU_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install lint typecheck check test test-unit test-integration test-browser test-e2e up down status \
-        demo experiment-curation compose-check bench-inference bench-gpu bench-discrepancy chaos browser-deps clean
+        demo experiment-curation compose-check bench-inference bench-gpu bench-discrepancy chaos hostile durability browser-deps clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'

@@ -185,8 +185,8 @@ def up(
             write_env_file(state)
             return info_of(state)
         todo = [n for n in COMPONENTS if not health[n].healthy or (n == "kafka" and storage_changed)]
-        if "s3" in todo and kafka_storage == "s3" and "kafka" not in todo:
-            todo.append("kafka")  # its log lived in the S3 server, which keeps nothing across a restart
+        if "s3" in todo and kafka_storage == "s3" and state.s3_server == "moto" and "kafka" not in todo:
+            todo.append("kafka")  # its log lived in moto's S3 server, which keeps nothing across a restart
         started: list[str] = []
         try:
             _bring_up(state, todo, started, progress)

@@ -34,6 +34,7 @@ class ConsumerProgress:
     highwater: dict[TopicPartition, int] = field(default_factory=dict)
     in_flight_since_ms: int | None = None  # Kafka timestamp of the oldest record of the batch in flight
     last_progress: float = field(default=0.0)
+    waiting_since: float | None = None  # when events started to wait (lag went above 0), None while none wait
     batches_done: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +57,7 @@ class ConsumerProgress:
         self.in_flight_since_ms = None
         self.last_progress = self.clock()
         self.batches_done += 1
+        self._note_waiting()
 
     async def refresh(self, consumer: Any) -> None:
         """Read the high watermarks (and, for partitions not processed yet, the committed offsets)."""
@@ -70,6 +72,14 @@ class ConsumerProgress:
                 committed = await consumer.committed(tp)
                 if committed is not None:
                     self.next_offset[key] = int(committed)
+        self._note_waiting()
+
+    def _note_waiting(self) -> None:
+        waiting = sum(self.lag().values()) > 0
+        if not waiting:
+            self.waiting_since = None
+        elif self.waiting_since is None:
+            self.waiting_since = self.clock()
 
     def lag(self) -> dict[TopicPartition, int]:
         """Events waiting per partition (high watermark minus the first unprocessed offset)."""
@@ -86,10 +96,16 @@ class ConsumerProgress:
         return self.clock() - self.last_progress
 
     def stalled(self) -> str | None:
-        """Why the consumer counts as stuck (events wait and nothing finished for a while), else None."""
+        """Why the consumer counts as stuck (events wait and nothing finished for a while), else None.
+
+        The window starts at the later of the last finished batch and the moment events started to wait, so a
+        consumer that was idle for an hour is not "stalled" the moment new events arrive.
+        """
         waiting = sum(self.lag().values())
-        idle = self.idle_s()
-        if waiting > 0 and idle > self.stall_after_s:
+        if waiting == 0 or self.waiting_since is None:
+            return None
+        idle = self.clock() - max(self.last_progress, self.waiting_since)
+        if idle > self.stall_after_s:
             return (
                 f"no progress for {idle:.0f}s while {waiting} events wait "
                 f"(more than the {self.stall_after_s:g}s allowed)"

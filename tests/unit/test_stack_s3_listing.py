@@ -7,7 +7,7 @@ from pathlib import Path
 
 import localbucket
 import pytest
-from axis_stack.components import list_page
+from axis_stack.s3server import list_page
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
