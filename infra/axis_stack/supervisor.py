@@ -357,8 +357,11 @@ def supervisor_record(data_dir: Path) -> procs.ProcRecord | None:
     return rec if procs.is_alive(rec) else None
 
 
-def start_services(data_dir: Path, names: list[str], *, say: Any = print) -> bool:
-    """Start the supervisor with ``names`` unless one runs already (then a no-op); True when it started one."""
+def start_services(data_dir: Path, names: list[str], *, say: Any = print, env: dict[str, str] | None = None) -> bool:
+    """Start the supervisor with ``names`` unless one runs already (then a no-op); True when it started one.
+
+    ``env`` (default: this process's environment) is what the supervisor and every service inherit.
+    """
     data_dir = Path(data_dir).resolve()
     running = supervisor_record(data_dir)
     if running is not None:
@@ -370,7 +373,7 @@ def start_services(data_dir: Path, names: list[str], *, say: Any = print) -> boo
     if not names:
         return False
     argv = [sys.executable, "-m", "axis_stack", "supervise", "--data-dir", str(data_dir), "--services", ",".join(names)]
-    rec = procs.spawn(argv, log_path=data_dir / "logs" / SUPERVISOR_LOG, env=dict(os.environ))
+    rec = procs.spawn(argv, log_path=data_dir / "logs" / SUPERVISOR_LOG, env=dict(os.environ if env is None else env))
     (data_dir / "supervisor.pid.json").write_text(json.dumps(asdict(rec)))
     say(f"services supervised (pid {rec.pid}): {', '.join(names)}; logs in {data_dir / 'logs'}")
     return True

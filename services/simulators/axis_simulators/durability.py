@@ -184,11 +184,10 @@ def run_durability(
         "AXIS_MLFLOW__UV_MODEL": models[1],
         "AXIS_INFERENCE__POLL_SECONDS": "2",
     }
-    os.environ.update(extra)  # the supervisor hands its environment to the services
-    env = _env(data_dir, extra)
+    env = _env(data_dir, extra)  # the supervisor hands it to the services
     say(f"durability: run {run}: stack and services up in {data_dir}")
     up(data_dir, quiet=True)
-    start_services(data_dir, SERVICES, say=say)
+    start_services(data_dir, SERVICES, say=say, env=env)
     bundle = make_bootstrap_bundle(data_dir / f"bundle-{run}")
     _run(["-m", "axis_cli", "register", str(bundle), "--promote", "--by", "durability", "--reason", "run"], env)
     say("durability: model registered and promoted; the robot images the plates")
@@ -222,7 +221,7 @@ def run_durability(
     pids = crash(data_dir)
     say(f"durability: killed {len(pids)} processes; starting again")
     up(data_dir, quiet=True)
-    start_services(data_dir, SERVICES, say=say)
+    start_services(data_dir, SERVICES, say=say, env=env)
     after = count(data_dir, models, prefix)
     lost = after.lost_against(before)
     try:
