@@ -384,17 +384,22 @@ async def user_reliability(conn: AsyncConnection, user_ids: Sequence[str]) -> di
     out = {u: Reliability(u) for u in ids}
     if not ids:
         return out
-    cur = await conn.execute(RELIABILITY_SQL + " AND user_id = ANY(%s) GROUP BY user_id", (ids,))
+    cur = await conn.execute(_RELIABILITY_OF_USERS, (ids,))
     for user, curated, overturned in await cur.fetchall():
         out[user] = Reliability(user, int(curated), int(overturned))
     return out
 
 
-RELIABILITY_SQL = (
+# Curated outcomes per user: queue items resolved crystal/other, and how many of them overturned the user.
+# (Whole literals, not concatenations: the static check allows SQL only as constants or psycopg.sql.)
+_RELIABILITY_OF_USERS = (
     "SELECT user_id, count(*), count(*) FILTER (WHERE resolved_label <> human_label) FROM discrepancies "
-    "WHERE status = 'resolved' AND resolved_label IN ('crystal', 'other')"
+    "WHERE status = 'resolved' AND resolved_label IN ('crystal', 'other') AND user_id = ANY(%s) GROUP BY user_id"
 )
-"""Curated outcomes per user (callers append `` AND …`` / `` GROUP BY user_id``)."""
+_RELIABILITY_BY_USER = (
+    "SELECT user_id, count(*), count(*) FILTER (WHERE resolved_label <> human_label) FROM discrepancies "
+    "WHERE status = 'resolved' AND resolved_label IN ('crystal', 'other') GROUP BY user_id ORDER BY user_id"
+)
 
 
 async def budget_spent(conn: AsyncConnection) -> BudgetState:
@@ -443,9 +448,6 @@ def _report(
             by_user[str(u)] = Reliability(str(u), int(n), int(over))
         reliability = reliability_rows(by_user.values())
     return summarise(check_group_by(group_by), counts, reliability)
-
-
-_RELIABILITY_BY_USER = RELIABILITY_SQL + " GROUP BY user_id ORDER BY user_id"
 
 
 async def discrepancy_stats(conn: AsyncConnection, group_by: str) -> StatsReport:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from axis_contracts import topics
-from axis_contracts.limits import MAX_EVENT_BYTES
+from axis_contracts.limits import MAX_EVENT_BYTES, control_character
 from axis_contracts.wells import PlateType, wells_of
 from PIL import Image
 
@@ -114,7 +114,14 @@ class Corpus:
         ev = self.image_event(**over)
         value = json.dumps(ev).encode()
         uri = ev.get("image_uri")
-        ours = upload and isinstance(uri, str) and uri.startswith(f"s3://{self.bucket}/")
+        # no object for a URI the contracts refuse (a control character): it is never fetched, and S3 servers
+        # refuse such keys themselves
+        ours = (
+            upload
+            and isinstance(uri, str)
+            and uri.startswith(f"s3://{self.bucket}/")
+            and control_character(uri) is None
+        )
         return Case(
             klass,
             "dead",
