@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from axis_adapters.db import async_pool
-from axis_adapters.health_http import HealthServer
 from axis_adapters.kafka import consumer_options, make_broker, records_of
+from axis_adapters.lifecycle import run_until_stopped, start_health_server, start_unless_stopped
 from axis_adapters.liveness import ConsumerProgress, timestamps_of
 from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.retry import RetryPolicy, retry_async
@@ -226,45 +225,17 @@ async def serve(
 
     With ``hard_exit_s``, a shutdown after a fatal problem that hangs longer than that ends the process anyway.
     """
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    if stop is None:  # the process's own run: SIGTERM/SIGINT stop it
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
-                handled.append(sig)
-    try:
-        return await _serve(settings, stop, hard_exit_s)
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
+    return await run_until_stopped(lambda stop: _serve(settings, stop, hard_exit_s), stop)
 
 
 async def _serve(settings: DiscrepancySettings, stop: asyncio.Event, hard_exit_s: float | None) -> int:
     opts = settings.discrepancy
-    starting = asyncio.create_task(RunningService.start_retrying(settings))
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if not starting.done():
-        starting.cancel()
-        with suppress(BaseException):
-            await starting
-        log.info("stopped before the service had started")
-        return 0
-    try:
-        running = starting.result()
-    except Exception as exc:  # RetriesExhausted, or a permanent error
-        log.critical("discrepancy service could not start: %s; exiting with status 1", exc)
-        return 1
+    running = await start_unless_stopped(RunningService.start_retrying(settings), stop, what="discrepancy service")
+    if running is None:
+        return 0 if stop.is_set() else 1
     log.info("consuming %s, %s as group %s", opts.crystal_scored_topic, opts.user_scored_topic, opts.group_id)
-    token = opts.metrics_token.get_secret_value() if opts.metrics_token else None
-    http = HealthServer(opts.http_host, opts.http_port, health=running.health, metrics=running.metrics, token=token)
-    try:
-        await http.start()
-    except Exception as exc:
-        log.critical("cannot serve /health on %s:%s (%s); exiting with status 1", opts.http_host, opts.http_port, exc)
+    http = await start_health_server(opts, health=running.health, metrics=running.metrics)
+    if http is None:
         await running.stop()
         return 1
     log.info("health and metrics on http://%s:%s/health", opts.http_host, http.port)

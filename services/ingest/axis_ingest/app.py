@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from axis_adapters.db import async_pool
-from axis_adapters.health_http import HealthServer
 from axis_adapters.kafka import make_broker
+from axis_adapters.lifecycle import run_until_stopped, start_health_server, start_unless_stopped
 from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.retry import RetryPolicy, is_transient, retry_async
 from psycopg_pool import AsyncConnectionPool
@@ -278,19 +277,7 @@ def build_service(settings: IngestSettings, adapters: Adapters) -> IngestService
 
 async def serve(settings: IngestSettings, stop: asyncio.Event | None = None) -> int:
     """Ingest until SIGTERM/SIGINT or ``stop`` (returns 0); returns 1 when it cannot start."""
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    if stop is None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
-                handled.append(sig)
-    try:
-        return await _serve(settings, stop)
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
+    return await run_until_stopped(lambda stop: _serve(settings, stop), stop)
 
 
 async def _start(settings: IngestSettings) -> tuple[Adapters, IngestService]:
@@ -311,28 +298,15 @@ async def _serve(settings: IngestSettings, stop: asyncio.Event) -> int:
     policy = RetryPolicy(
         attempts=opts.startup_attempts, base_delay_s=opts.retry_delay_s, max_delay_s=opts.retry_max_delay_s
     )
-    starting = asyncio.create_task(retry_async(lambda: _start(settings), policy=policy, what="ingest start"))
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if not starting.done():
-        starting.cancel()
-        with suppress(BaseException):
-            await starting
-        log.info("stopped before the service had started")
-        return 0
-    try:
-        adapters, service = starting.result()
-    except Exception as exc:
-        log.critical("ingest service could not start: %s; exiting with status 1", exc)
-        return 1
+    started = await start_unless_stopped(
+        retry_async(lambda: _start(settings), policy=policy, what="ingest start"), stop, what="ingest service"
+    )
+    if started is None:
+        return 0 if stop.is_set() else 1
+    adapters, service = started
     runner = IngestRunner(service, opts)
-    token = opts.metrics_token.get_secret_value() if opts.metrics_token else None
-    http = HealthServer(opts.http_host, opts.http_port, health=runner.health, metrics=runner.metrics, token=token)
-    try:
-        await http.start()
-    except Exception as exc:
-        log.critical("cannot serve /health on %s:%s (%s); exiting with status 1", opts.http_host, opts.http_port, exc)
+    http = await start_health_server(opts, health=runner.health, metrics=runner.metrics)
+    if http is None:
         await adapters.close()
         return 1
     log.info(
