@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from axis_adapters.kafka import FakePublisher, RawRecord
+from axis_adapters.kafka import RawRecord
 from axis_contracts import DEFAULT_SCHEME, topics
 from axis_discrepancy.service import DiscrepancyService
+from fakes import FakePublisher
 
 
 def stub_service(

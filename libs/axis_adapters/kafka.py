@@ -222,20 +222,3 @@ async def claim_dead_letters(conn: Any, consumer: str, records: Sequence[RawReco
         (consumer, [c[0] for c in coords], [c[1] for c in coords], [c[2] for c in coords]),
     )
     return {(str(t), int(p), int(o)) for t, p, o in await cur.fetchall()}
-
-
-@dataclass
-class FakePublisher:
-    """Unit-test fake: records what was published."""
-
-    published: list[tuple[str, bytes | None, bytes]]
-
-    def __init__(self) -> None:
-        self.published = []
-
-    async def publish(self, message: Any, topic: str, *, key: bytes | None = None, headers: Any = None) -> None:
-        self.published.append((topic, key, message if isinstance(message, bytes) else str(message).encode()))
-
-    def on(self, topic: str) -> list[bytes]:
-        """Messages published on a topic, in order."""
-        return [m for t, _, m in self.published if t == topic]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from axis_adapters.settings import S3Settings
@@ -128,38 +127,6 @@ class _translate_errors:
         if isinstance(ev, HTTPError | ConnectionError | TimeoutError) and not isinstance(ev, ObjectMissing):
             raise ObjectStoreUnavailable(f"object store unreachable for {self.uri}: {type(ev).__name__}") from ev
         return False
-
-
-@dataclass
-class InMemoryObjectStore:
-    """Fake for unit tests: a dict of URIs to bytes."""
-
-    objects: dict[str, bytes] = field(default_factory=dict)
-    buckets: set[str] = field(default_factory=set)
-
-    def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        bucket, _ = parse_uri(uri)
-        self.buckets.add(bucket)
-        self.objects[uri] = bytes(data)
-
-    def get_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
-        parse_uri(uri)
-        if uri not in self.objects:
-            raise ObjectMissing(f"no object at {uri}")
-        data = self.objects[uri]
-        if max_bytes is not None and len(data) > max_bytes:
-            raise ValueError(f"object is {len(data)} bytes, more than the limit of {max_bytes}")
-        return data
-
-    def exists(self, uri: str) -> bool:
-        return uri in self.objects
-
-    def ensure_bucket(self, bucket: str) -> None:
-        self.buckets.add(bucket)
-
-    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
-        start = f"s3://{bucket}/"
-        return sorted(u[len(start) :] for u in self.objects if u.startswith(start + prefix))
 
 
 class BucketGuard:

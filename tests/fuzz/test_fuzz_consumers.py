@@ -11,14 +11,14 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from axis_adapters.kafka import FakePublisher, RawRecord
-from axis_adapters.objectstore import InMemoryObjectStore
+from axis_adapters.kafka import RawRecord
 from axis_contracts import DEFAULT_SCHEME, CrystalScored, DeadLetter, ModeScore, UserScored, topics
 from axis_discrepancy.service import decode
 from axis_model.spec import BaseSpec
 from axis_trainer.pipeline import Trainer
 from axis_trainer.service import TrainerService
 from axis_trainer.settings import TrainerOptions
+from fakes import FakePublisher, InMemoryObjectStore
 from fuzz_inputs import FUZZ, FUZZ_SMALL, count, mutate, raw_messages
 from hypothesis import given
 from hypothesis import strategies as st

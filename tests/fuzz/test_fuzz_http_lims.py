@@ -8,9 +8,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from axis_adapters.kafka import FakePublisher
 from axis_contracts import DEFAULT_SCHEME, UserScored, topics
 from axis_discrepancy.lims_gateway import GatewayDeps, create_app
+from fakes import FakePublisher
 from fastapi.testclient import TestClient
 from fuzz_inputs import FUZZ, FUZZ_SMALL, count, mutate, odd_text, raw_messages
 from hypothesis import given

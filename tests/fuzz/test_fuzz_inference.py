@@ -10,14 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from axis_adapters.kafka import DeadLetterSink, FakePublisher, RawRecord
-from axis_adapters.objectstore import InMemoryObjectStore
-from axis_adapters.scores_repo import InMemoryScoresRepo
+from axis_adapters.kafka import DeadLetterSink, RawRecord
 from axis_contracts import DeadLetter, ImageCaptured, InvalidEvent, parse_event, topics
 from axis_inference.metrics import Metrics
 from axis_inference.models import ModelHolder, ModelRef
 from axis_inference.pipeline import BatchProcessor
 from axis_model.preprocess import PreprocessConfig, preprocess_bytes
+from fakes import FakePublisher, InMemoryObjectStore, InMemoryScoresRepo
 from fuzz_inputs import (
     ALLOWED_BUCKETS,
     DEEP_NESTING,

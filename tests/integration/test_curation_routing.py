@@ -14,13 +14,14 @@ import psycopg
 import pytest
 from axis_adapters.curation_repo import CurationRepo
 from axis_adapters.db import async_pool, sync_pool
-from axis_adapters.kafka import FakePublisher, RawRecord
+from axis_adapters.kafka import RawRecord
 from axis_contracts import DEFAULT_SCHEME, CrystalScored, ModeScore, UserScored, topics
 from axis_core.discrepancy import ml_label
 from axis_core.routing import RoutingPolicy
 from axis_discrepancy.lims_gateway import PgGatewayStore
 from axis_discrepancy.service import DiscrepancyService
 from discrepancy_harness import discrepancy_settings
+from fakes import FakePublisher
 
 pytestmark = pytest.mark.integration
 

@@ -101,9 +101,9 @@ def test_wrong_role_gets_403_on_every_curation_endpoint(curation: SimpleNamespac
 
 
 def test_lims_gateway_needs_its_key_on_every_endpoint_except_health() -> None:
-    from axis_adapters.kafka import FakePublisher
     from axis_contracts import DEFAULT_SCHEME
     from axis_discrepancy.lims_gateway import GatewayDeps, create_app
+    from fakes import FakePublisher
     from fastapi.testclient import TestClient
     from pydantic import SecretStr
 

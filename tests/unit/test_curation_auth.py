@@ -9,12 +9,12 @@ from axis_adapters.auth import (
     Account,
     AccountExists,
     Authenticator,
-    InMemoryAccountStore,
     InvalidCredentials,
     WeakPassword,
     hash_password,
     verify_password,
 )
+from fakes import InMemoryAccountStore
 
 pytestmark = pytest.mark.unit
 

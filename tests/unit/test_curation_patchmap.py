@@ -6,12 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from axis_adapters.auth import Authenticator, InMemoryAccountStore
-from axis_adapters.objectstore import InMemoryObjectStore
+from axis_adapters.auth import Authenticator
 from axis_curation.api_patchmap import PatchMapUnavailable
 from axis_curation.app import create_app
 from axis_curation.context import Services
 from axis_curation.settings import CurationOptions
+from fakes import InMemoryAccountStore, InMemoryObjectStore
 from fastapi.testclient import TestClient
 
 pytestmark = pytest.mark.unit

@@ -7,11 +7,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from axis_adapters.kafka import FakePublisher, RawRecord
+from axis_adapters.kafka import RawRecord
 from axis_adapters.retry import RetryPolicy
 from axis_contracts import DeadLetter, topics
 from axis_discrepancy.service import DiscrepancyService
 from discrepancy_fakes import stub_service
+from fakes import FakePublisher
 
 pytestmark = pytest.mark.unit
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from axis_adapters.kafka import FakePublisher
 from axis_contracts import DEFAULT_SCHEME, ScoreScheme, UserScored, topics
 from axis_core.discrepancy import latest_inspection_before
 from axis_core.stats import GroupCounts, StatsReport, summarise
 from axis_discrepancy.lims_gateway import GatewayDeps, create_app
 from axis_discrepancy.settings import DiscrepancySettings
+from fakes import FakePublisher
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.unit

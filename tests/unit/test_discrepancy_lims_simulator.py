@@ -6,10 +6,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from axis_adapters.kafka import FakePublisher
-from axis_adapters.objectstore import InMemoryObjectStore
 from axis_contracts import CrystalScored, ModeScore, UserScored, topics
 from axis_simulators.lims import LimsSimulator, truth_from_object
+from fakes import FakePublisher, InMemoryObjectStore
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from axis_adapters.kafka import FakePublisher, RawRecord
+from axis_adapters.kafka import RawRecord
 from axis_adapters.retry import RetryPolicy
 from axis_contracts import topics
 from axis_discrepancy import app
@@ -18,6 +18,7 @@ from axis_discrepancy.app import RunningService, serve
 from axis_discrepancy.service import DiscrepancyService
 from axis_discrepancy.settings import DiscrepancyOptions, DiscrepancySettings
 from discrepancy_fakes import stub_service
+from fakes import FakePublisher
 
 pytestmark = pytest.mark.unit
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from axis_adapters.registry import CHAMPION, InMemoryRegistry
+from axis_adapters.registry import CHAMPION
 from axis_inference.http import HttpServer
 from axis_inference.metrics import Metrics
 from axis_inference.models import ChampionWatcher, ModelHolder, ModelRef, Scorer
+from fakes import InMemoryRegistry
 
 pytestmark = pytest.mark.unit
 

@@ -8,11 +8,11 @@ import json
 
 import numpy as np
 import pytest
-from axis_adapters.objectstore import InMemoryObjectStore
 from axis_inference.models import ModelHolder, ModelRef
 from axis_inference.patchmaps import MapScorer, PatchMapRoutes
 from axis_model import BaseSpec, LoraSpec, build_classifier
-from axis_model.training import randomise_adapter
+from axis_model.adapters import randomise_adapter
+from fakes import InMemoryObjectStore
 from PIL import Image
 
 pytestmark = pytest.mark.unit

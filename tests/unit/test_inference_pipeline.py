@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from axis_adapters.kafka import DeadLetterSink, FakePublisher, RawRecord
-from axis_adapters.objectstore import InMemoryObjectStore, ObjectStoreUnavailable
-from axis_adapters.scores_repo import InMemoryScoresRepo
+from axis_adapters.kafka import DeadLetterSink, RawRecord
+from axis_adapters.objectstore import ObjectStoreUnavailable
 from axis_contracts import CrystalScored, DeadLetter, ImageCaptured, topics
 from axis_inference.metrics import Metrics
 from axis_inference.models import ModelHolder, ModelRef
 from axis_inference.pipeline import BatchProcessor
 from axis_model.preprocess import PreprocessConfig, preprocess_bytes
+from fakes import FakePublisher, InMemoryObjectStore, InMemoryScoresRepo
 from PIL import Image
 
 pytestmark = pytest.mark.unit

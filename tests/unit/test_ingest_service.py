@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from axis_adapters.kafka import FakePublisher
-from axis_adapters.objectstore import InMemoryObjectStore
 from axis_contracts import ImageCaptured, parse_event, topics
 from axis_inference.seeding import drop_jpeg
 from axis_ingest.pattern import PathMapper
 from axis_ingest.service import IngestService
 from axis_ingest.settings import IngestOptions
 from axis_ingest.state import MemoryIngestState
+from fakes import FakePublisher, InMemoryObjectStore
 
 pytestmark = pytest.mark.unit
 

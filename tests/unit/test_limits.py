@@ -10,12 +10,12 @@ from typing import Any
 import psycopg
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
-from axis_adapters.kafka import DeadLetterSink, FakePublisher, RawRecord, dead_letter_id
-from axis_adapters.objectstore import InMemoryObjectStore
+from axis_adapters.kafka import DeadLetterSink, RawRecord, dead_letter_id
 from axis_adapters.retry import classify
 from axis_cli.dlq import original_bytes
 from axis_contracts import DeadLetter, ImageCaptured, InvalidEvent, UserScored, parse_event, topics
 from axis_contracts.limits import MAX_EVENT_BYTES
+from fakes import FakePublisher, InMemoryObjectStore
 
 pytestmark = pytest.mark.unit
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from axis_adapters.registry import CHAMPION, InMemoryRegistry, metric_tags
+from axis_adapters.registry import CHAMPION, metric_tags
 from axis_cli.gate_report import PREDICTIONS_ARTIFACT
 from axis_cli.promote import PromotionRefused, evaluate_candidate, promote
 from axis_core.fused_eval import Prediction, to_jsonl
 from axis_core.gate import GateConfig
+from fakes import InMemoryRegistry
 
 N = 400
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from axis_adapters.registry import CHAMPION, InMemoryRegistry, metric_tags
+from axis_adapters.registry import CHAMPION, metric_tags
 from axis_cli.gate_report import PREDICTIONS_ARTIFACT
 from axis_cli.promote_watch import Watcher
-from axis_cli.promotion_log import InMemoryPromotionStore
 from axis_contracts import ModelPromoted
 from axis_core.fused_eval import Prediction, to_jsonl
 from axis_core.gate import GateConfig
+from fakes import InMemoryPromotionStore, InMemoryRegistry
 
 pytestmark = pytest.mark.unit
 VIS = "axis-visible"

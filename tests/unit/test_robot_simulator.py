@@ -7,10 +7,10 @@ import io
 import json
 
 import pytest
-from axis_adapters.kafka import FakePublisher
-from axis_adapters.objectstore import InMemoryObjectStore, parse_uri
+from axis_adapters.objectstore import parse_uri
 from axis_contracts import ImageCaptured, parse_event, topics
 from axis_simulators.robot import RobotConfig, image_uri, parse_truth, plan, run_robot
+from fakes import FakePublisher, InMemoryObjectStore
 from PIL import Image
 
 pytestmark = pytest.mark.unit

@@ -8,15 +8,14 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from axis_adapters.kafka import FakePublisher, RawRecord
-from axis_adapters.objectstore import InMemoryObjectStore
-from axis_adapters.registry import InMemoryRegistry
+from axis_adapters.kafka import RawRecord
 from axis_contracts import DatasetExported, DeadLetter, ModelRegistered, topics
 from axis_model.spec import BaseSpec
 from axis_trainer import service as service_module
 from axis_trainer.pipeline import Trainer, TrainingFailed, TrainRequest
 from axis_trainer.service import TrainerService
 from axis_trainer.settings import TrainerOptions
+from fakes import FakePublisher, InMemoryObjectStore, InMemoryRegistry
 
 pytestmark = pytest.mark.unit
 

@@ -22,7 +22,7 @@ GATE_DIR = "gate"
 
 
 class ArtifactRegistry(Protocol):
-    """What the gate needs from the registry (ModelRegistry and InMemoryRegistry have it)."""
+    """What the gate needs from the registry (ModelRegistry and the tests' fakes.InMemoryRegistry have it)."""
 
     def champion(self, model_name: str) -> RegisteredVersion | None: ...
     def read_run_text(self, run_id: str, path: str) -> str | None: ...

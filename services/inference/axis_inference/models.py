@@ -47,7 +47,7 @@ class Scorer(Protocol):
 
 
 class ChampionSource(Protocol):
-    """The part of the model registry the service needs (ModelRegistry or InMemoryRegistry)."""
+    """The part of the model registry the service needs (ModelRegistry; tests use fakes.InMemoryRegistry)."""
 
     def champion(self, model_name: str) -> RegisteredVersion | None: ...
     def download_bundle(self, model_name: str, version: str, dest_dir: str | Path) -> Path: ...
