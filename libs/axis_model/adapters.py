@@ -13,11 +13,14 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:
+    from axis_model.classifier import CrystalClassifier
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -174,3 +177,16 @@ def save_adapter_dir(model: PeftModel, adapter_name: str, out_dir: str | Path) -
     data["task_type"] = getattr(data.get("task_type"), "value", data.get("task_type"))
     (root / ADAPTER_CONFIG).write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
     return root
+
+
+@torch.no_grad()
+def randomise_adapter(classifier: CrystalClassifier, mode: str, *, seed: int = 0, scale: float = 0.3) -> None:
+    """Give one mode non-zero LoRA B matrices and a perturbed head (tests and benchmarks: a 'trained-looking' adapter).
+
+    Nothing is trained: the weights are random. Trained weights come from axis_model.finetune.train_mode.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    for name, param in classifier.model.named_parameters():
+        parts = name.split(".")
+        if mode in parts and ("lora_B" in parts or "modules_to_save" in parts):
+            param.add_(torch.randn(param.shape, generator=gen) * scale)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from axis_model.adapters import randomise_adapter
 from axis_model.bench_drops import REAL_SIZE, synthetic_set
 from axis_model.bench_gpu_report import GpuBenchResult, Row, summary_line
 from axis_model.bench_report import Fidelity
@@ -36,7 +37,6 @@ from axis_model.flops import peak_bf16_tflops, vit_flops
 from axis_model.gpu import GpuScorer, _cpu_count, gray_input, resolve_device
 from axis_model.preprocess import PreprocessConfig, normalise
 from axis_model.spec import MODES, BaseSpec, LoraSpec
-from axis_model.training import randomise_adapter
 
 CPU_FAST = "cpu-bf16mix"  # the CPU service path (axis_model.fast), a reference row on a CPU only
 DEFAULTS: dict[str, dict[str, Any]] = {

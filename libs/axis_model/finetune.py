@@ -3,14 +3,19 @@
 Checkpoints are selected on the validation split only (best balanced accuracy at P(crystal) >= 0.5);
 the decision threshold is then chosen on validation for a target crystal recall. The test set never
 enters this module. Label ids follow the model: 0 = crystal, 1 = other.
+
+This is the one training loop: the trainer service, the demo's experiment and the inference benchmark's
+trained weights all come from ``train_mode``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,6 +45,17 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(default=None, ge=1)
     log_every: int = Field(default=10, ge=1)
     device: str = "auto"
+    bf16: bool = False  # autocast the training forward pass to bfloat16 (CPU or GPU); evaluation stays fp32
+    # "best": the best validation epoch's weights (the trainer); "last": the final weights (the benchmark wants
+    # confident weights, and an early epoch can already tie on validation); the threshold is chosen either way
+    keep: Literal["best", "last"] = "best"
+
+    @classmethod
+    def for_steps(cls, steps: int, n_train: int, **fields: Any) -> TrainConfig:
+        """A config of exactly ``steps`` optimizer steps on ``n_train`` images (enough epochs, max_steps)."""
+        probe = cls(**fields)
+        per_epoch = math.ceil(math.ceil(n_train / probe.batch_size) / probe.grad_accum)
+        return cls(**{**fields, "epochs": max(1, math.ceil(steps / per_epoch)), "max_steps": steps})
 
 
 @dataclass(frozen=True)
@@ -229,7 +245,10 @@ def train_mode(
             batch = np.stack([random_flip(train_x[i], rng) for i in idx])
             x = torch.from_numpy(batch).to(dev)
             y = torch.from_numpy(np.asarray(train_y)[idx]).to(dev)
-            loss = loss_fn(model(pixel_values=x).logits.float(), y)
+            autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
+            with autocast:
+                logits = model(pixel_values=x).logits
+            loss = loss_fn(logits.float(), y)
             (loss / config.grad_accum).backward()
             losses.append(float(loss.detach()))
             micro += 1
@@ -255,7 +274,7 @@ def train_mode(
         history.append(stats)
         if on_epoch:
             on_epoch(stats)
-        if better(val, best):
+        if better(val, best) or config.keep == "last":
             best, best_epoch = val, epoch
             best_state = {id(p): p.detach().clone() for p in params}
     with torch.no_grad():

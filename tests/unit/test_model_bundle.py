@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from axis_model import BaseMismatch, BaseSpec, LoraSpec, build_classifier, load_bundle, save_bundle
+from axis_model.adapters import randomise_adapter
 from axis_model.classifier import load_base_model
-from axis_model.training import randomise_adapter
 
 pytestmark = pytest.mark.unit
 

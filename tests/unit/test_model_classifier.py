@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from axis_model import BaseSpec, LoraSpec, build_classifier, count_parameters
+from axis_model.adapters import randomise_adapter
 from axis_model.classifier import load_base_model
+from axis_model.finetune import TrainConfig, train_mode
 from axis_model.spec import TINY_CONFIG
-from axis_model.training import randomise_adapter, train_mode
 
 pytestmark = pytest.mark.unit
 
@@ -80,15 +81,30 @@ def test_index_zero_is_crystal() -> None:
     assert clf.label(float(p[0]), "visible") == "other"
 
 
+def _config(**fields: object) -> TrainConfig:
+    return TrainConfig.for_steps(3, 4, batch_size=2, lr=1e-2, **fields)  # type: ignore[arg-type]
+
+
 def test_training_one_mode_leaves_the_other_untouched() -> None:
     clf = build_classifier(BaseSpec.tiny(), LoraSpec())
     before = {n: p.detach().clone() for n, p in clf.model.named_parameters()}
     labels = np.array([0, 1, 0, 1])
-    losses = train_mode(clf, "visible", _pixels(4), labels, steps=3, batch_size=4, lr=1e-2)
-    assert len(losses) == 3 and all(np.isfinite(losses))
+    result = train_mode(clf, "visible", _pixels(4), labels, _pixels(2, seed=1), labels[:2], _config(keep="last"))
+    assert result.steps == 3 and result.best_epoch == len(result.history) == 2  # 2 steps an epoch; the last kept
+    assert all(np.isfinite(e.train_loss) for e in result.history)
     changed = {n for n, p in clf.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(".visible" in n for n in changed)
     assert any("lora_B.visible" in n for n in changed) and any("modules_to_save.visible" in n for n in changed)
+
+
+def test_bf16_training_updates_the_mode_with_finite_losses() -> None:
+    clf = build_classifier(BaseSpec.tiny(), LoraSpec(), modes=["visible"])
+    head = next(p for n, p in clf.model.named_parameters() if "modules_to_save.visible" in n).detach().clone()
+    labels = np.array([0, 1, 0, 1])
+    result = train_mode(clf, "visible", _pixels(4), labels, _pixels(2, seed=1), labels[:2], _config(bf16=True))
+    assert all(np.isfinite(e.train_loss) for e in result.history)
+    after = next(p for n, p in clf.model.named_parameters() if "modules_to_save.visible" in n)
+    assert not torch.equal(after, head) and after.dtype == torch.float32  # autocast leaves the weights fp32
 
 
 def test_same_spec_builds_the_same_fresh_adapters_and_trains_the_same() -> None:
@@ -100,6 +116,7 @@ def test_same_spec_builds_the_same_fresh_adapters_and_trains_the_same() -> None:
     assert sa.keys() == sb.keys() and any("lora_A" in k for k in sa)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     labels = np.array([0, 1, 0, 1])
-    la = train_mode(a, "visible", _pixels(4), labels, steps=3, batch_size=4, lr=1e-2)
-    lb = train_mode(b, "visible", _pixels(4), labels, steps=3, batch_size=4, lr=1e-2)
-    assert la == lb  # LoRA dropout is seeded too
+    la = train_mode(a, "visible", _pixels(4), labels, _pixels(2, seed=1), labels[:2], _config())
+    lb = train_mode(b, "visible", _pixels(4), labels, _pixels(2, seed=1), labels[:2], _config())
+    assert [e.train_loss for e in la.history] == [e.train_loss for e in lb.history]  # LoRA dropout is seeded too
+    assert la.threshold.threshold == lb.threshold.threshold

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 from axis_model import AdapterMismatch, BaseSpec, LoraSpec, build_classifier, load_published_adapter, save_adapter_dir
-from axis_model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from axis_model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, randomise_adapter
 from axis_model.classifier import load_base_model
 from axis_model.spec import CRYSTAL_INDEX
-from axis_model.training import randomise_adapter
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 

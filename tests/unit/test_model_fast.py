@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from axis_model import BaseSpec, FastScorer, ImageRejected, LoraSpec, build_classifier, preprocess_bytes
+from axis_model.adapters import randomise_adapter
 from axis_model.bench import run_model_benchmark
-from axis_model.training import randomise_adapter
 from PIL import Image
 
 pytestmark = pytest.mark.unit

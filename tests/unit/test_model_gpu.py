@@ -14,10 +14,10 @@ from axis_inference.models import ModelRef
 from axis_inference.seeding import drop_jpeg, save_mode_bundles
 from axis_inference.settings import GPU_VARIANT_PATTERN
 from axis_model import BaseSpec, FastScorer, LoraSpec, build_classifier, preprocess_bytes
+from axis_model.adapters import randomise_adapter
 from axis_model.flops import peak_bf16_tflops, vit_flops
 from axis_model.gpu import VARIANT_PATTERN, GpuScorer, GpuVariant, resolve_device
 from axis_model.spec import TINY_CONFIG
-from axis_model.training import randomise_adapter
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from axis_model import BaseSpec, LoraSpec, build_classifier
+from axis_model.adapters import randomise_adapter
 from axis_model.patchmap import patch_maps
 from axis_model.spec import CRYSTAL_INDEX
-from axis_model.training import randomise_adapter
 
 pytestmark = pytest.mark.unit
 

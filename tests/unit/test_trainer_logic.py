@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from axis_adapters.objectstore import InMemoryObjectStore
-from axis_adapters.registry import CHAMPION, InMemoryRegistry, metric_tags
+from axis_adapters.registry import CHAMPION, metric_tags
 from axis_cli.promote import PromotionRefused, compare, promote
 from axis_core.metrics import binary_metrics
 from axis_model.finetune import TrainConfig, better, class_weights, linear_decay, total_optimizer_steps
 from axis_model.preprocess import PreprocessConfig
 from axis_trainer.data import DatasetError, check_trainable, load_images, parse_rows, read_manifest
+from fakes import InMemoryObjectStore, InMemoryRegistry
 
 pytestmark = pytest.mark.unit
 
@@ -49,6 +49,14 @@ def test_total_steps_count_accumulation_and_cap() -> None:
     cfg = TrainConfig(epochs=3, batch_size=16, grad_accum=2)
     assert total_optimizer_steps(100, cfg) == 3 * 4  # 7 micro-batches -> 4 optimizer steps per epoch
     assert total_optimizer_steps(100, cfg.model_copy(update={"max_steps": 5})) == 5
+
+
+def test_config_for_steps_runs_exactly_that_many_optimizer_steps() -> None:
+    cfg = TrainConfig.for_steps(32, 24, batch_size=8, lr=1e-3)  # 3 steps an epoch: 11 epochs, the last cut short
+    assert (cfg.epochs, cfg.max_steps, cfg.lr) == (11, 32, 1e-3)
+    assert total_optimizer_steps(24, cfg) == 32
+    accum = TrainConfig.for_steps(10, 100, batch_size=16, grad_accum=2)  # 7 micro-batches -> 4 steps an epoch
+    assert accum.epochs == 3 and total_optimizer_steps(100, accum) == 10
 
 
 def test_checkpoint_rule_prefers_validation_balanced_accuracy_then_recall() -> None:

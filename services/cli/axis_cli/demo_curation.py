@@ -7,17 +7,18 @@ service (axis_core.routing: the same score, budget and per-user reliability from
 curator queue, simulated curators label the queue in its order up to the same budget in both arms, and the
 curation export's rule builds the training set (agreements with their agreed label, curated items with the
 curators' label, uncurated disagreements and items the curators found uncertain left out). Each arm fine-tunes a
-copy of the foundation on all loop plates but one, picks its decision threshold on that validation plate (best
+copy of the foundation on all loop plates but one with the trainer's own loop (axis_model.finetune.train_mode:
+the best epoch on that validation plate is kept), picks its decision threshold on the same plate (best
 balanced accuracy under the training labels, as the trainer selects on its validation split) and is measured on
 held-out facility-B test plates. Per seed the loop runs twice:
 
 * disagreements only: the queue is the disagreements (ordered by the same score);
 * with uncertain agreements: the queue also receives routed agreements within the budget.
 
-What it does not run: the broker, PostgreSQL, the services' processes and the trainer's checkpoint selection (the
-full stack is ``make demo``, ~7 min a run; four runs would not fit the 20-minute bound on 2 cores). The curators
-are perfect apart from an ``uncertain`` share (an uncertain answer spends a label and yields none), and one
-label decides an item (the demo's consensus of two would halve every budget alike).
+What it does not run: the broker, PostgreSQL and the services' processes (the full stack is ``make demo``, ~7 min
+a run; four runs would not fit the 20-minute bound on 2 cores). The curators are perfect apart from an
+``uncertain`` share (an uncertain answer spends a label and yields none), and one label decides an item (the
+demo's consensus of two would halve every budget alike).
 """
 
 from __future__ import annotations
@@ -107,14 +108,27 @@ def label_ids(labels: Sequence[str]) -> np.ndarray:
     return np.array([LABELS.index(x) for x in labels], dtype=np.int64)
 
 
-def train(clf: object, rows: list[tuple[Inspection, str]], *, steps: int, seed: int) -> None:
-    """Fine-tune each mode's adapter + head on (inspection, label) rows (one image per mode)."""
-    from axis_model.training import train_mode
+def train(
+    clf: object, rows: list[tuple[Inspection, str]], val: list[tuple[Inspection, str]], *, steps: int, seed: int
+) -> None:
+    """Fine-tune each mode's adapter + head with the trainer's loop (best validation epoch kept), one image a mode."""
+    from axis_model.finetune import TrainConfig, train_mode
 
     for mode in ("visible", "uv"):
         have = [(i, lab) for i, lab in rows if mode in i.pixels]
+        held = [(i, lab) for i, lab in val if mode in i.pixels] or have  # no validation rows: select on training
         px = np.stack([i.pixels[mode] for i, _ in have])
-        train_mode(clf, mode, px, label_ids([lab for _, lab in have]), steps=steps, seed=seed)  # type: ignore[arg-type]
+        val_px = np.stack([i.pixels[mode] for i, _ in held])
+        config = TrainConfig.for_steps(steps, len(px), batch_size=16, lr=1e-3, seed=seed)
+        train_mode(
+            clf,  # type: ignore[arg-type]
+            mode,
+            px,
+            label_ids([lab for _, lab in have]),
+            val_px,
+            label_ids([lab for _, lab in held]),
+            config,
+        )
 
 
 def score(clf: object, inspections: list[Inspection]) -> None:
@@ -221,8 +235,9 @@ def run_arm(
             rows.append((i, i.human))
     clf = copy.deepcopy(foundation)
     val_plate = plates[-1]
-    train(clf, [(i, lab) for i, lab in rows if i.plate != val_plate], steps=o.steps, seed=seed)
-    threshold = pick_threshold(clf, [(i, lab) for i, lab in rows if i.plate == val_plate])
+    val_rows = [(i, lab) for i, lab in rows if i.plate == val_plate]
+    train(clf, [(i, lab) for i, lab in rows if i.plate != val_plate], val_rows, steps=o.steps, seed=seed)
+    threshold = pick_threshold(clf, val_rows)
     ba = balanced_accuracy(clf, test, threshold)
     return ArmResult(ba, len(curated), agreements_curated, corrected, len(rows), threshold)
 
@@ -244,8 +259,9 @@ def run_seed(seed: int, o: ExperimentOptions) -> tuple[float, ArmResult, ArmResu
         f"({crystals} loop crystals) in {time.monotonic() - t0:.0f}s"
     )
     a_val = sorted({i.plate for i in a})[-1]
-    train(clf, [(i, i.truth) for i in a if i.plate != a_val], steps=o.foundation_steps, seed=seed)
-    threshold = pick_threshold(clf, [(i, i.truth) for i in a if i.plate == a_val])
+    a_val_rows = [(i, i.truth) for i in a if i.plate == a_val]
+    train(clf, [(i, i.truth) for i in a if i.plate != a_val], a_val_rows, steps=o.foundation_steps, seed=seed)
+    threshold = pick_threshold(clf, a_val_rows)
     o = replace(o, threshold=threshold)  # the foundation's threshold: the loop's routing and labels use it
     before = balanced_accuracy(clf, test, threshold)
     say(
