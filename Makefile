@@ -13,7 +13,7 @@ BENCH_GPU_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install lint typecheck check test test-unit test-integration test-browser test-e2e up down status \
-        demo experiment-curation compose-check bench-inference bench-gpu bench-discrepancy chaos hostile durability browser-deps clean
+        demo experiment-curation compose-check bench-inference bench-gpu bench-discrepancy chaos hostile durability docs browser-deps clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ hostile: $(STAMP) ## bad inputs of every class through the broker and HTTP; prin
 
 durability: $(STAMP) ## fill a fresh stack through the loop, kill -9 everything at once, start again, count again
 	$(PY) -m axis_simulators.durability $(DURABILITY_ARGS)
+
+docs: $(STAMP) ## regenerate docs/asyncapi.yaml and docs/openapi/*.json from the code (a unit test fails when stale)
+	$(PY) -m axis_cli.apidocs
 
 clean: ## remove the venv and local data
 	rm -rf $(VENV) $(DATA_DIR) build *.egg-info

@@ -1,0 +1,374 @@
+"""The contracts for integrators, generated from the code: docs/asyncapi.yaml and docs/openapi/<api>.json.
+
+``python -m axis_cli.apidocs`` (``make docs``) writes them; ``--check`` writes nothing and exits 1 naming the
+stale files (the unit test tests/unit/test_api_docs_fresh.py does the same in memory).
+
+AsyncAPI 3.0.0 comes from FastStream's own generator (``faststream.specification.AsyncAPI``) run over a
+description application: one FastStream ``KafkaBroker`` per party (service or outside system) with a typed
+publisher or subscriber for every event it sends or receives (apidocs_catalog.FLOWS). The services' own brokers
+decode raw records (their handlers take the Kafka message, not a model), so FastStream cannot read payload types
+from them. FastStream leaves message keys, headers and examples out (TODO in its Message model) and makes one
+channel per operation; this module adds the three and merges the channels into one per topic.
+
+OpenAPI comes from each FastAPI app's own ``openapi()``, built without connecting to anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+from axis_contracts.events import EVENT_TYPES, Event
+
+from axis_cli.apidocs_catalog import EXAMPLES, PARTIES, Flow, Side, flows
+
+ASYNCAPI_PATH = "docs/asyncapi.yaml"
+OPENAPI_DIR = "docs/openapi"
+BINDING_VERSION = "0.5.0"
+BOOTSTRAP = "127.0.0.1:9092"  # placeholder of the description brokers; the document uses a server variable
+HEADER = "# Generated from the code by `make docs` (python -m axis_cli.apidocs): do not edit by hand.\n"
+
+DELIVERY = """\
+Delivery is **at least once** on every topic. Every AXIS producer sends with `acks=all` and without an
+idempotent producer (the embedded broker, Tansu, has none), so a retried send can duplicate a message, and a
+consumer can see a message again after a restart or a rebalance. Therefore:
+
+- `event_id` (a UUID) is the idempotency key: a consumer applies an event once and ignores later copies; a
+  sender that resends must resend the **same** `event_id`.
+- The message key puts all events of one drop (or dataset, or model) on one partition, in order; there is no
+  order across keys or topics. Where a later event supersedes an earlier one, the time field named in the
+  message's description decides, not the arrival order.
+- AXIS consumers commit offsets only after the effect of a message is durable (PostgreSQL, object store, the
+  events it publishes).
+- A message a consumer cannot process (not JSON, schema error, unknown well or inspection, missing or
+  undecodable image) is never dropped and never stops the consumer: it goes to `ops.dead-letter.v1` as a
+  `DeadLetter` with the raw message and the reason, once per record.
+- Values are UTF-8 JSON, at most 1 MiB. Models refuse unknown fields; new fields are added as optional ones
+  (same topic, `schema_version` unchanged); a breaking change gets a new topic whose name ends in the next
+  version (`….v2`).
+"""
+
+
+# ------------------------------------------------------------------------------------------------ AsyncAPI
+def _handler(model: type[Event]) -> Any:
+    """A subscriber body typed with ``model``, so that FastStream describes its payload."""
+
+    async def handle(body: Any) -> None:
+        return None
+
+    handle.__annotations__ = {"body": model, "return": None}
+    handle.__name__ = f"on_{model.__name__}"
+    return handle
+
+
+def _op_id(party: str, action: str, event: str) -> str:
+    return f"{party}.{action}.{event}"
+
+
+def description_brokers(table: dict[str, Flow]) -> list[Any]:
+    """One FastStream KafkaBroker per party, with a typed publisher / subscriber per event it sends / receives."""
+    from faststream.kafka import KafkaBroker
+
+    brokers: dict[str, Any] = {}
+    for name, model in EVENT_TYPES.items():
+        flow = table[name]
+        for side in flow.send:
+            broker = brokers.setdefault(side.party, KafkaBroker(BOOTSTRAP))
+            broker.publisher(model.TOPIC, schema=model, title=_op_id(side.party, "send", name), description=side.how)
+        for side in flow.receive:
+            broker = brokers.setdefault(side.party, KafkaBroker(BOOTSTRAP))
+            sub = broker.subscriber(
+                model.TOPIC, group_id=side.group, title=_op_id(side.party, "receive", name), description=side.how
+            )
+            sub(_handler(model))
+    return list(brokers.values())
+
+
+def _check_catalog(table: dict[str, Flow]) -> None:
+    missing = [n for n in EVENT_TYPES if n not in table or n not in EXAMPLES]
+    if missing:
+        raise SystemExit(
+            f"events without a flow or an example: {', '.join(missing)}; add them to FLOWS and EXAMPLES in "
+            "services/cli/axis_cli/apidocs_catalog.py, then run `make docs`"
+        )
+    unknown = sorted({s.party for f in table.values() for s in (*f.send, *f.receive)} - set(PARTIES))
+    if unknown:
+        raise SystemExit(f"parties without a description in PARTIES: {', '.join(unknown)}")
+
+
+HEADERS_SCHEMA = "KafkaHeaders"
+
+
+def _headers_schema() -> dict[str, Any]:
+    from axis_adapters.kafka import JSON_HEADERS
+
+    return {
+        "type": "object",
+        "properties": {
+            "content-type": {
+                "type": "string",
+                "const": JSON_HEADERS["content-type"],
+                "description": "Set by every AXIS producer. AXIS consumers read no header: send it, do not rely on it.",
+            },
+            "correlation_id": {
+                "type": "string",
+                "description": "Added by FastStream publishers (a random id per message); not part of the contract.",
+            },
+        },
+    }
+
+
+def _key_schema(name: str, flow: Flow, example_key: str | None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": ["string", "null"] if flow.nullable_key else "string"}
+    schema["description"] = f"UTF-8 text: {flow.key}"
+    if example_key is not None:
+        schema["examples"] = [example_key]
+    return schema
+
+
+def _message(name: str, model: type[Event], flow: Flow, payload_ref: str, correlation: Any) -> dict[str, Any]:
+    example = EXAMPLES[name]()
+    if not isinstance(example, model):
+        raise SystemExit(f"EXAMPLES[{name!r}] builds a {type(example).__name__}, not a {name}")
+    from axis_adapters.kafka import JSON_HEADERS
+
+    key = example.key() if name != "DeadLetter" else cast(Any, example).source_key
+    summary = (model.__doc__ or name).strip().splitlines()[0]
+    message: dict[str, Any] = {
+        "name": name,
+        "title": name,
+        "summary": summary,
+        "description": flow.note or summary,
+        "contentType": "application/json",
+        "headers": {"$ref": f"#/components/schemas/{HEADERS_SCHEMA}"},
+        "payload": {"$ref": payload_ref},
+        "bindings": {"kafka": {"key": _key_schema(name, flow, key), "bindingVersion": BINDING_VERSION}},
+        "examples": [
+            {
+                "name": f"{name}-example",
+                "summary": f"message key `{key}`" if key is not None else "no message key",
+                "headers": dict(JSON_HEADERS),
+                "payload": json.loads(example.model_dump_json()),
+            }
+        ],
+    }
+    if correlation is not None:
+        message["correlationId"] = correlation
+    return message
+
+
+def _channel(name: str, model: type[Event], flow: Flow) -> dict[str, Any]:
+    def names(sides: tuple[Side, ...]) -> str:
+        return ", ".join(f"`{s.party}`" for s in sides) or "no AXIS service"
+
+    text = (
+        f"`{name}` events. Key: {flow.key}.\n\nPublished by {names(flow.send)}; "
+        f"consumed by {names(flow.receive)}. Python: `axis_contracts.events.{name}`, topic constant in "
+        f"`axis_contracts.topics`."
+    )
+    return {
+        "address": model.TOPIC,
+        "title": name,
+        "description": text,
+        "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+        "bindings": {"kafka": {"topic": model.TOPIC, "bindingVersion": BINDING_VERSION}},
+    }
+
+
+def _operation(op_id: str, raw: dict[str, Any], raw_channel: dict[str, Any], table: dict[str, Flow]) -> dict[str, Any]:
+    party, _, name = op_id.split(".", 2)
+    topic = EVENT_TYPES[name].TOPIC
+    side = next(s for s in (table[name].send if raw["action"] == "send" else table[name].receive) if s.party == party)
+    verb = "publishes" if raw["action"] == "send" else "consumes"
+    op: dict[str, Any] = {
+        "action": raw["action"],
+        "channel": {"$ref": f"#/channels/{topic}"},
+        "messages": [{"$ref": f"#/channels/{topic}/messages/{name}"}],
+        "summary": f"{party} {verb} {name}",
+        "description": raw_channel.get("description") or side.how,
+        "tags": [{"name": party, "description": PARTIES[party]}],
+    }
+    if raw["action"] == "receive":
+        group = {"type": "string", "enum": [side.group]} if side.group else None
+        binding: dict[str, Any] = {"bindingVersion": BINDING_VERSION}
+        if group:
+            binding["groupId"] = group
+        op["bindings"] = {"kafka": binding}
+    return op
+
+
+def build_asyncapi() -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document of every topic, as a plain dict (what docs/asyncapi.yaml holds)."""
+    from faststream.specification import AsyncAPI
+
+    table = flows()
+    _check_catalog(table)
+    spec = AsyncAPI(
+        *description_brokers(table),
+        title="AXIS Loop events",
+        version="1",
+        description=DELIVERY,
+        schema_version="3.0.0",
+    ).to_specification()
+    raw = json.loads(spec.to_json())
+    raw_messages = raw["components"]["messages"]
+
+    channels: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for name, model in EVENT_TYPES.items():
+        channels[model.TOPIC] = _channel(name, model, table[name])
+        # the payload schema FastStream derived from the model (one per model, shared by every operation)
+        made = [m for key, m in raw_messages.items() if key.split(":")[0].split(".")[-1] == name]
+        if not made:
+            raise SystemExit(f"FastStream described no message for {name}")
+        messages[name] = _message(name, model, table[name], made[0]["payload"]["$ref"], made[0].get("correlationId"))
+    order = [
+        _op_id(s.party, a, n)
+        for n in EVENT_TYPES
+        for a, sides in (("send", table[n].send), ("receive", table[n].receive))
+        for s in sides
+    ]
+    operations = {
+        op_id: _operation(op_id, op, raw["channels"][op["channel"]["$ref"].split("/")[-1]], table)
+        for op_id, op in sorted(raw["operations"].items(), key=lambda item: order.index(item[0]))
+    }
+    return {
+        "asyncapi": raw["asyncapi"],
+        "info": raw["info"],
+        "defaultContentType": raw.get("defaultContentType", "application/json"),
+        "servers": {
+            "kafka": {
+                "host": "{bootstrap}",
+                "protocol": "kafka",
+                "description": "The Kafka-compatible broker: Tansu in the embedded stack, Apache Kafka in production.",
+                "variables": {
+                    "bootstrap": {
+                        "default": BOOTSTRAP,
+                        "description": "AXIS_KAFKA__BOOTSTRAP_SERVERS, in <data-dir>/stack.env for the embedded "
+                        "stack (its port is chosen at the first `make up`; `make status` shows it).",
+                    }
+                },
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": messages,
+            # sorted: FastStream's order follows sets of brokers' subscribers, which differs between processes
+            "schemas": dict(sorted({**raw["components"]["schemas"], HEADERS_SCHEMA: _headers_schema()}.items())),
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings, so that descriptions read as text."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> Any:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def asyncapi_text() -> str:
+    """docs/asyncapi.yaml as it should be."""
+    body = yaml.dump(build_asyncapi(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+    return HEADER + body
+
+
+# ------------------------------------------------------------------------------------------------ OpenAPI
+def _curation_app() -> Any:
+    from types import SimpleNamespace
+
+    from axis_curation.app import create_app
+
+    # the routes read their services per request; building the app needs none of them
+    return create_app(cast(Any, SimpleNamespace(authenticator=None)), manage_lifecycle=False)
+
+
+def _gateway_app() -> Any:
+    from axis_contracts import DEFAULT_SCHEME
+    from axis_discrepancy.lims_gateway import GatewayDeps, create_app
+    from pydantic import SecretStr
+
+    none = cast(Any, None)
+    return create_app(GatewayDeps(none, none, none, DEFAULT_SCHEME, SecretStr("not-used-by-the-schema")))
+
+
+def _health_app() -> Any:
+    from axis_adapters.health_http import health_app
+
+    async def never() -> Any:
+        raise NotImplementedError
+
+    return health_app(never, never)
+
+
+OPENAPI_APPS: dict[str, tuple[str, Any]] = {
+    "curation": ("curation service: curator queue, plate maps, datasets, accounts", _curation_app),
+    "lims-gateway": ("discrepancy service's LIMS gateway: user scores over HTTP, statistics", _gateway_app),
+    "service-health": ("/health and /metrics of the discrepancy and ingest services", _health_app),
+}
+
+
+def openapi_texts() -> dict[str, str]:
+    """docs/openapi/<name>.json as they should be, by relative path."""
+    out = {}
+    for name, (_, factory) in OPENAPI_APPS.items():
+        doc = factory().openapi()
+        out[f"{OPENAPI_DIR}/{name}.json"] = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ files
+def render_all() -> dict[str, str]:
+    """Every generated file's text, by path relative to the repository root."""
+    return {ASYNCAPI_PATH: asyncapi_text(), **openapi_texts()}
+
+
+def stale(root: Path, wanted: dict[str, str] | None = None) -> list[str]:
+    """Paths that differ from what the code generates, are missing, or are OpenAPI files nothing generates."""
+    wanted = wanted if wanted is not None else render_all()
+    out = [p for p, text in wanted.items() if not (root / p).is_file() or (root / p).read_text() != text]
+    extra = sorted(
+        str(p.relative_to(root)) for p in (root / OPENAPI_DIR).glob("*.json") if str(p.relative_to(root)) not in wanted
+    )
+    return out + extra
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m axis_cli.apidocs [--check] [--root DIR]``."""
+    p = argparse.ArgumentParser(prog="python -m axis_cli.apidocs", description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file is stale")
+    p.add_argument("--root", type=Path, default=Path("."), help="repository root (default: the current directory)")
+    a = p.parse_args(argv)
+    wanted = render_all()
+    old = stale(a.root, wanted)
+    if a.check:
+        for path in old:
+            print(f"stale: {path} (run `make docs`)", file=sys.stderr)
+        return 1 if old else 0
+    (a.root / OPENAPI_DIR).mkdir(parents=True, exist_ok=True)
+    for path in old:
+        target = a.root / path
+        if path in wanted:
+            target.write_text(wanted[path])
+        else:
+            target.unlink()
+    doc = yaml.safe_load(wanted[ASYNCAPI_PATH])
+    print(
+        f"{ASYNCAPI_PATH}: {len(doc['channels'])} channels, {len(doc['operations'])} operations; "
+        f"{len(wanted) - 1} OpenAPI files in {OPENAPI_DIR}; {len(old)} file(s) changed"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""docs/asyncapi.yaml and docs/openapi/*.json are what the code generates (`make docs`), and say what they must."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from axis_cli import apidocs
+from axis_contracts.events import EVENT_TYPES
+from axis_contracts.topics import ALL_TOPICS
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def generated() -> dict[str, str]:
+    return apidocs.render_all()
+
+
+def test_the_committed_api_documents_are_the_generated_ones(generated: dict[str, str]) -> None:
+    stale = apidocs.stale(ROOT, generated)
+    assert not stale, f"stale API documents {stale}: run `make docs` and commit the result"
+
+
+def test_a_changed_or_missing_or_unknown_file_counts_as_stale(generated: dict[str, str], tmp_path: Path) -> None:
+    for rel, text in generated.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert apidocs.stale(tmp_path, generated) == []
+    asyncapi = tmp_path / apidocs.ASYNCAPI_PATH
+    asyncapi.write_text(asyncapi.read_text().replace("lims.user-scored.v1", "lims.user-scored.v0"))
+    (tmp_path / apidocs.OPENAPI_DIR / "curation.json").unlink()
+    (tmp_path / apidocs.OPENAPI_DIR / "retired.json").write_text("{}")
+    assert sorted(apidocs.stale(tmp_path, generated)) == sorted(
+        [apidocs.ASYNCAPI_PATH, f"{apidocs.OPENAPI_DIR}/curation.json", f"{apidocs.OPENAPI_DIR}/retired.json"]
+    )
+
+
+def _resolve(doc: dict[str, Any], ref: str) -> Any:
+    node: Any = doc
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def test_every_topic_has_a_channel_a_keyed_message_and_a_valid_example(generated: dict[str, str]) -> None:
+    doc = yaml.safe_load(generated[apidocs.ASYNCAPI_PATH])
+    assert doc["asyncapi"] == "3.0.0"
+    assert sorted(ch["address"] for ch in doc["channels"].values()) == sorted(ALL_TOPICS)
+    for name, model in EVENT_TYPES.items():
+        channel = doc["channels"][model.TOPIC]
+        [message] = [_resolve(doc, m["$ref"]) for m in channel["messages"].values()]
+        assert message["name"] == name
+        assert message["bindings"]["kafka"]["key"]["description"]
+        assert "content-type" in _resolve(doc, message["headers"]["$ref"])["properties"]
+        payload = _resolve(doc, message["payload"]["$ref"])
+        assert set(payload["required"]) <= set(payload["properties"]), name
+        # the documented example is accepted by the model consumers validate with, and carries its documented key
+        [example] = message["examples"]
+        event = model.model_validate(example["payload"])
+        key = event.key() if name != "DeadLetter" else example["payload"]["source_key"]
+        assert f"`{key}`" in example["summary"]
+        assert example["headers"] == {"content-type": "application/json"}
+
+
+def test_operations_name_a_publisher_for_every_topic_and_a_group_for_group_consumers(generated: dict[str, str]) -> None:
+    doc = yaml.safe_load(generated[apidocs.ASYNCAPI_PATH])
+    sent = {
+        _resolve(doc, op["channel"]["$ref"])["address"] for op in doc["operations"].values() if op["action"] == "send"
+    }
+    assert sent == set(ALL_TOPICS)
+    received = {
+        (op["tags"][0]["name"], _resolve(doc, op["channel"]["$ref"])["address"]): op
+        for op in doc["operations"].values()
+        if op["action"] == "receive"
+    }
+    assert received[("discrepancy", "lims.user-scored.v1")]["bindings"]["kafka"]["groupId"]["enum"] == [
+        "axis-discrepancy"
+    ]
+    assert received[("inference", "imaging.image-captured.v1")]["bindings"]["kafka"]["groupId"]["enum"] == [
+        "axis-inference"
+    ]
+    # every instance of inference hears every promotion: no consumer group
+    assert "groupId" not in received[("inference", "models.model-promoted.v1")]["bindings"]["kafka"]
+
+
+def test_openapi_files_describe_the_routes_the_apps_serve(generated: dict[str, str]) -> None:
+    import json
+
+    gateway = json.loads(generated[f"{apidocs.OPENAPI_DIR}/lims-gateway.json"])
+    assert {"/health", "/v1/user-scores", "/v1/stats"} <= set(gateway["paths"])
+    assert gateway["paths"]["/v1/user-scores"]["post"]["responses"].keys() >= {"202", "409", "415"}
+    curation = json.loads(generated[f"{apidocs.OPENAPI_DIR}/curation.json"])
+    assert {"/health", "/v1/tokens", "/v1/queue", "/v1/plates/{barcode}"} <= set(curation["paths"])
+    health = json.loads(generated[f"{apidocs.OPENAPI_DIR}/service-health.json"])
+    assert set(health["paths"]) == {"/health", "/metrics"}
