@@ -147,33 +147,50 @@ def test_passwords_and_tokens_never_reach_the_logs(
         assert secret not in text, "a password or token was logged"
 
 
-async def test_inference_metrics_endpoint_needs_credentials() -> None:
+def _inference_service(monkeypatch: pytest.MonkeyPatch, token: str | None) -> Any:
+    """The inference service as its entry point wires it (settings from the environment), HTTP on a free port."""
+    from axis_inference.service import InferenceService
+    from axis_inference.settings import InferenceSettings
+    from fakes import InMemoryObjectStore, InMemoryRegistry
+
+    monkeypatch.setenv("AXIS_INFERENCE__HTTP_PORT", "0")
+    if token is None:
+        monkeypatch.delenv("AXIS_INFERENCE__METRICS_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("AXIS_INFERENCE__METRICS_TOKEN", token)
+    settings = InferenceSettings(_env_file=None)  # type: ignore[call-arg]
+    return InferenceService(settings, source=InMemoryRegistry(), store=InMemoryObjectStore())
+
+
+async def test_inference_metrics_endpoint_needs_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     import httpx
-    from axis_inference.http import HttpServer
 
-    async def metrics(query: dict[str, list[str]]) -> tuple[int, str, bytes]:
-        return 200, "text/plain", b"axis_images_scored 1\n"
-
-    # the service wires exactly these two routes (InferenceService.__init__); none checks credentials
-    server = HttpServer("127.0.0.1", 0, {"/health": metrics, "/metrics": metrics})
-    port = await server.start()
+    svc = _inference_service(monkeypatch, None)  # no token configured: /metrics stays closed
+    port = await svc.http.start()
     try:
         async with httpx.AsyncClient() as client:
             resp = await client.get(f"http://127.0.0.1:{port}/metrics")
+            guessed = await client.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer x"})
             health = await client.get(f"http://127.0.0.1:{port}/health")
     finally:
-        await server.stop()
-    assert resp.status_code == 401 and "Bearer" in resp.text
-    assert health.status_code == 200
+        await svc.http.stop()
+    assert resp.status_code == 401 and "Bearer" in resp.text and "AXIS_INFERENCE__METRICS_TOKEN" in resp.text
+    assert guessed.status_code == 403
+    assert health.status_code == 503 and health.json()["status"] == "waiting_for_champion"  # open, no model yet
 
-    server = HttpServer("127.0.0.1", 0, {"/health": metrics, "/metrics": metrics}, token="s3cret-token")
-    port = await server.start()
+    svc = _inference_service(monkeypatch, "s3cret-token")
+    port = await svc.http.start()
     try:
         async with httpx.AsyncClient() as client:
             wrong = await client.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer nope"})
             right = await client.get(
                 f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer s3cret-token"}
             )
+            as_json = await client.get(
+                f"http://127.0.0.1:{port}/metrics?format=json", headers={"Authorization": "Bearer s3cret-token"}
+            )
     finally:
-        await server.stop()
+        await svc.http.stop()
     assert wrong.status_code == 403 and right.status_code == 200
+    assert "axis_inference_images_scored_total 0" in right.text
+    assert as_json.json()["images_scored"] == 0 and "consumer" in as_json.json()

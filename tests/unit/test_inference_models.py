@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from axis_adapters.health_http import HealthServer
 from axis_adapters.registry import CHAMPION
-from axis_inference.http import HttpServer
 from axis_inference.metrics import Metrics
 from axis_inference.models import ChampionWatcher, ModelHolder, ModelRef, Scorer
 from fakes import InMemoryRegistry
@@ -147,13 +147,18 @@ async def test_health_and_metrics_endpoints() -> None:
     metrics.dead_lettered["ImageRejected"] += 1
     versions = {"visible": "axis-visible:3", "uv": "axis-uv:2"}
 
-    async def health(q: dict[str, list[str]]) -> tuple[int, str, bytes]:
-        return 200, "application/json", json.dumps({"status": "ok", "models": versions}).encode()
+    async def health() -> tuple[bool, dict[str, object]]:
+        return True, {"status": "ok", "models": versions}
 
-    async def prom(q: dict[str, list[str]]) -> tuple[int, str, bytes]:
-        return 200, "text/plain", metrics.prometheus(versions).encode()
+    async def prom() -> str:
+        return metrics.prometheus(versions)
 
-    server = HttpServer("127.0.0.1", 0, {"/health": health, "/metrics": prom}, token="t0ken")
+    async def as_json() -> dict[str, object]:
+        return metrics.as_dict(versions)
+
+    server = HealthServer(
+        "127.0.0.1", 0, health=health, metrics=prom, metrics_json=as_json, token="t0ken", require_token=True
+    )
     port = await server.start()
     try:
         import httpx
@@ -161,6 +166,9 @@ async def test_health_and_metrics_endpoints() -> None:
         async with httpx.AsyncClient() as client:
             h = await client.get(f"http://127.0.0.1:{port}/health")
             m = await client.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer t0ken"})
+            j = await client.get(
+                f"http://127.0.0.1:{port}/metrics?format=json", headers={"Authorization": "Bearer t0ken"}
+            )
             missing = await client.get(f"http://127.0.0.1:{port}/nope")
     finally:
         await server.stop()
@@ -168,5 +176,5 @@ async def test_health_and_metrics_endpoints() -> None:
     assert "axis_inference_images_scored_total 7" in m.text
     assert 'axis_inference_model_info{mode="uv",model="axis-uv",version="2"} 1' in m.text
     assert 'axis_inference_dead_lettered_total{reason="ImageRejected"} 1' in m.text
+    assert j.json()["batch_size_avg"] == 8 and j.json()["images_scored"] == 7
     assert missing.status_code == 404
-    assert metrics.as_dict(versions)["batch_size_avg"] == 8

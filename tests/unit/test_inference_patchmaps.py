@@ -66,4 +66,33 @@ def test_bad_requests_get_a_reason() -> None:
     assert status == 404 and b"cannot read" in body
     empty = PatchMapRoutes(holder=ModelHolder(), store=InMemoryObjectStore(), max_bytes=1)
     assert asyncio.run(empty.patch_map({"uri": ["s3://b/k.png"], "mode": ["uv"]}))[0] == 503
-    assert asyncio.run(empty.health({}))[0] == 503
+    assert asyncio.run(empty.health())[0] is False
+
+
+async def test_the_server_guards_the_map_with_the_token_and_leaves_health_open() -> None:
+    import httpx
+
+    routes, _, _ = _routes()
+    server = routes.server("127.0.0.1", 0, token="map-t0ken")
+    port = await server.start()
+    url = f"http://127.0.0.1:{port}"
+    query = {"uri": "s3://axis-images/a.png", "mode": "visible"}
+    try:
+        async with httpx.AsyncClient(base_url=url) as client:
+            health = await client.get("/health")
+            missing = await client.get("/v1/patch-map", params=query)
+            wrong = await client.get("/v1/patch-map", params=query, headers={"Authorization": "Bearer nope"})
+            right = await client.get("/v1/patch-map", params=query, headers={"Authorization": "Bearer map-t0ken"})
+            bad = await client.get(
+                "/v1/patch-map", params={"mode": "uv"}, headers={"Authorization": "Bearer map-t0ken"}
+            )
+            metrics = await client.get("/metrics", headers={"Authorization": "Bearer map-t0ken"})
+    finally:
+        await server.stop()
+    assert health.status_code == 200 and health.json()["models"]["visible"] == "axis-visible:3"
+    assert missing.status_code == 401 and "Bearer" in missing.text
+    assert wrong.status_code == 403
+    assert right.status_code == 200 and right.headers["content-type"].startswith("application/json")
+    assert right.json()["uri"] == query["uri"] and right.json()["model_version"] == "3"
+    assert bad.status_code == 400 and "uri=s3://" in bad.text
+    assert metrics.status_code == 404  # the map server has no /metrics

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from axis_adapters.health_http import HealthServer, Route
 from axis_adapters.objectstore import MinioObjectStore, ObjectStore
 from axis_model import CrystalClassifier, ImageRejected, preprocess_bytes
 from axis_model.patchmap import patch_maps
 
-from axis_inference.http import HttpServer, Route
 from axis_inference.loader import load_classifier
 from axis_inference.models import ChampionSource, ChampionWatcher, ModelHolder, ModelRef, Scorer
 from axis_inference.settings import InferenceSettings
@@ -88,14 +88,26 @@ class PatchMapRoutes:
         self._cache_size = cache_size
 
     def routes(self) -> dict[str, Route]:
-        """``/health`` and ``/v1/patch-map`` for HttpServer."""
-        return {"/health": self.health, "/v1/patch-map": self.patch_map}
+        """The guarded routes for HealthServer (``/health`` is :meth:`health`)."""
+        return {"/v1/patch-map": self.patch_map}
 
-    async def health(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+    async def health(self) -> tuple[bool, dict[str, Any]]:
         """ok once every mode has a model."""
         ready = self._holder.scorer is not None
-        body = {"status": "ok" if ready else "waiting_for_champion", "models": self._holder.versions()}
-        return (200 if ready else 503), "application/json", json.dumps(body).encode()
+        return ready, {"status": "ok" if ready else "waiting_for_champion", "models": self._holder.versions()}
+
+    def server(self, host: str, port: int, *, token: str | None) -> HealthServer:
+        """/health (open) and /v1/patch-map (bearer token; closed without one) on FastAPI/uvicorn, no /metrics."""
+        return HealthServer(
+            host,
+            port,
+            health=self.health,
+            metrics=None,
+            token=token,
+            require_token=True,
+            token_setting="AXIS_INFERENCE__METRICS_TOKEN",
+            routes=self.routes(),
+        )
 
     async def patch_map(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         """One image's patch map: ``uri`` (s3://…) and ``mode`` (visible / uv)."""
@@ -145,7 +157,7 @@ async def serve(settings: InferenceSettings, *, host: str, port: int, source: Ch
     )
     routes = PatchMapRoutes(holder=holder, store=MinioObjectStore(settings.s3), max_bytes=64 << 20)
     token = opts.metrics_token.get_secret_value() if opts.metrics_token else None
-    http = HttpServer(host, port, routes.routes(), token=token)
+    http = routes.server(host, port, token=token)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from axis_adapters.db import async_pool
+from axis_adapters.health_http import HealthServer
 from axis_adapters.kafka import DeadLetterSink, consumer_options, make_broker, records_of
 from axis_adapters.liveness import ConsumerProgress, timestamps_of
 from axis_adapters.objectstore import MinioObjectStore, ObjectStore
@@ -21,7 +21,6 @@ from axis_contracts import InvalidEvent, ModelPromoted, parse_event, topics
 from faststream import AckPolicy, Context
 from faststream.kafka.message import KafkaMessage
 
-from axis_inference.http import HttpServer
 from axis_inference.loader import build_service_scorer
 from axis_inference.metrics import Metrics
 from axis_inference.models import ChampionSource, ChampionWatcher, ModelHolder, Scorer, ScorerFactory
@@ -94,11 +93,16 @@ class InferenceService:
             bootstrap_bundle=Path(opts.bootstrap_bundle) if opts.bootstrap_bundle else None,
             cache_dir=Path(opts.cache_dir) if opts.cache_dir else None,
         )
-        self.http = HttpServer(
+        # /metrics stays closed without a token (401), unlike the discrepancy and ingest services' open default
+        self.http = HealthServer(
             opts.http_host,
             opts.http_port,
-            {"/health": self._health, "/metrics": self._metrics},
+            health=self._health,
+            metrics=self._metrics,
+            metrics_json=self._metrics_json,
             token=opts.metrics_token.get_secret_value() if opts.metrics_token else None,
+            require_token=True,
+            token_setting="AXIS_INFERENCE__METRICS_TOKEN",
         )
         self.broker: Any = None
         self.images_subscriber: Any = None
@@ -107,7 +111,7 @@ class InferenceService:
         self.consuming = False
         self.started_at = time.time()
 
-    async def _health(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+    async def _health(self) -> tuple[bool, dict[str, Any]]:
         broker_ok = False
         if self.broker is not None and self.consuming:
             try:
@@ -133,15 +137,14 @@ class InferenceService:
             "last_model_error": self.watcher.last_error,
             "uptime_s": round(time.time() - self.started_at, 1),
         }
-        return (200 if status == "ok" else 503), "application/json", json.dumps(body).encode()
+        return status == "ok", body
 
-    async def _metrics(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
-        versions = self.holder.versions()
-        if query.get("format", [""])[0] == "json":
-            body = {**self.metrics.as_dict(versions), "consumer": self.progress.as_dict()}
-            return 200, "application/json", json.dumps(body).encode()
-        text = self.metrics.prometheus(versions) + "\n".join(self.progress.prometheus("axis_inference")) + "\n"
-        return 200, "text/plain; version=0.0.4", text.encode()
+    async def _metrics(self) -> str:
+        text = self.metrics.prometheus(self.holder.versions())
+        return text + "\n".join(self.progress.prometheus("axis_inference")) + "\n"
+
+    async def _metrics_json(self) -> dict[str, Any]:
+        return {**self.metrics.as_dict(self.holder.versions()), "consumer": self.progress.as_dict()}
 
     async def _watch_lag(self, stop: asyncio.Event) -> None:
         """Refresh the consumer's lag every few seconds (for /health's stall check and /metrics)."""
