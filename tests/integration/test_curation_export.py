@@ -216,19 +216,18 @@ async def exported_events(bootstrap: str, name: str, want: int, wait_s: float = 
 
 
 def test_planted_problems_are_removed_at_their_stages_and_the_export_is_reproducible(env: Env) -> None:
+    from axis_curation.export_jobs import export_and_wait
+
     c = admin(env)
     plates = sorted(env.planted.plates)
     frozen = f"frozen-{env.planted.run}"
-    test_set = c.post("/v1/datasets", json={"name": frozen, "purpose": "test", "plates": [env.planted.test_plate]})
-    assert test_set.status_code == 201, test_set.text
-    assert test_set.json()["counts"]["all"]["images"] == 25
+    test_set = export_and_wait(c, {"name": frozen, "purpose": "test", "plates": [env.planted.test_plate]})
+    assert test_set["counts"]["all"]["images"] == 25
     again = c.post("/v1/datasets", json={"name": frozen, "purpose": "test", "plates": [env.planted.test_plate]})
     assert again.status_code == 409, "a frozen test set is exported once"
 
     name = f"train-{env.planted.run}"
-    resp = c.post("/v1/datasets", json={"name": name, "purpose": "train", "plates": plates})
-    assert resp.status_code == 201, resp.text
-    first = resp.json()
+    first = export_and_wait(c, {"name": name, "purpose": "train", "plates": plates})
     assert first["version"] == "1" and first["published"] is True
     assert first["removed_by_stage"] == {
         "label_consensus": {"curator_conflict": 12},
@@ -252,7 +251,7 @@ def test_planted_problems_are_removed_at_their_stages_and_the_export_is_reproduc
     card = read_s3(env.stack, first["card_uri"]).decode()
     assert first["manifest_sha256"] in card and f"# Dataset {name} 1" in card
 
-    second = c.post("/v1/datasets", json={"name": name, "purpose": "train", "plates": plates}).json()
+    second = export_and_wait(c, {"name": name, "purpose": "train", "plates": plates})
     assert second["version"] == "2" and second["manifest_sha256"] == first["manifest_sha256"]
     listed = c.get("/v1/datasets", params={"name": name}).json()["datasets"]
     assert sorted(d["version"] for d in listed) == ["1", "2"]

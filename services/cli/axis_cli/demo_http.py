@@ -58,15 +58,14 @@ class CurationClient:
     def export(
         self, name: str, *, purpose: str, plates: Sequence[str] | None = None, config: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """POST /v1/datasets as admin; returns the recorded dataset (with removed_by_stage, published)."""
+        """POST /v1/datasets as admin and wait for the export job; returns the recorded dataset (with
+        removed_by_stage, published)."""
+        from axis_curation.export_jobs import export_and_wait
+
         body: dict[str, Any] = {"name": name, "purpose": purpose, "config": dict(config or {})}
         if plates is not None:
             body["plates"] = list(plates)
-        r = self.http.post("/v1/datasets", json=body)
-        if r.status_code != 201:
-            raise RuntimeError(f"dataset export {name!r} ({purpose}) failed: {r.status_code} {r.text[:500]}")
-        out: dict[str, Any] = r.json()
-        return out
+        return export_and_wait(self.http, body)
 
     def create_account(self, username: str, password: str, role: str) -> None:
         """POST /v1/accounts as admin (409: it exists already, fine)."""

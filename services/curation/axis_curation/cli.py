@@ -95,32 +95,53 @@ def _create_user(settings: CurationSettings, name: str, role: str) -> int:
 
 
 async def _export(settings: CurationSettings, args: argparse.Namespace) -> int:
+    """Start an export job and run it here (or wait for the curation service that claimed it first)."""
     from axis_adapters.curation_repo import DatasetExists
-    from axis_adapters.kafka import publish_event
     from pydantic import ValidationError
 
     from axis_curation.context import build_services, close_services, open_services
     from axis_curation.export import ExportRequest
+    from axis_curation.export_jobs import publish_state, wait_for_job
 
     services = build_services(settings, with_broker=not args.no_publish)
-    await open_services(services)
+    await open_services(services, run_jobs=False)
+    runner = services.exports
+    assert runner is not None
     try:
         plates = [p.strip() for p in args.plates.split(",") if p.strip()] if args.plates else None
         request = ExportRequest(
             name=args.name, purpose=args.purpose, version=args.version, config=_config_arg(args.config), plates=plates
         )
-        result = await asyncio.to_thread(services.exporter.export, request, created_by=args.created_by)
+        services.exporter.config_for(request)
+        job = runner.jobs.create(
+            name=request.name,
+            version=request.version,
+            purpose=request.purpose,
+            request=request.model_dump(mode="json"),
+            created_by=args.created_by,
+            publish=not args.no_publish,
+        )
+        print(f"export job {job.id}: {job.name} version {job.version}", file=sys.stderr)
+        # run it here, unless a curation service's runner claimed it first: then wait for that one
+        done = await asyncio.to_thread(runner.run_one, job.id)
+        if done is None:
+            done = await asyncio.to_thread(wait_for_job, runner.jobs, job.id)
+        if done.state == "succeeded" and publish_state(done) == "pending" and services.publisher is not None:
+            await runner.publish(done)
+            done = runner.jobs.get(job.id) or done
+        report = b""
+        if done.result is not None:
+            report = services.store.get_bytes(done.result["qc_report_uri"].replace(".json", ".md"))
     except (ValidationError, DatasetExists, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        await close_services(services)
         return 2
-    try:
-        if services.publisher is not None:
-            await publish_event(services.publisher, result.event(settings.curation.producer))
     finally:
         await close_services(services)
-    print(result.result.report.to_markdown())
-    print(json.dumps(result.record.model_dump(mode="json"), indent=2, sort_keys=True))
+    if done.state != "succeeded" or done.result is None:
+        print(f"error: export job {done.id} {done.state}: {done.message}", file=sys.stderr)
+        return 1
+    print(report.decode())
+    print(json.dumps(done.result, indent=2, sort_keys=True))
     return 0
 
 

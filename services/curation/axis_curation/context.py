@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from axis_adapters.auth import Authenticator, PostgresAccountStore
 from axis_adapters.curation_repo import CurationRepo
+from axis_adapters.export_jobs_repo import ExportJobsRepo
 from axis_adapters.kafka import Publisher
+from axis_adapters.object_streams import ObjectStreams
 from axis_adapters.objectstore import ObjectStore
 
 from axis_curation.consensus import ConsensusRule
 from axis_curation.export import DatasetExporter
+from axis_curation.export_jobs import ExportJobRunner
 from axis_curation.settings import CurationOptions, CurationSettings
 
 
@@ -30,6 +34,8 @@ class Services:
     publisher: Publisher | None = None
     closers: list[Any] = field(default_factory=list)
     patchmaps: Any | None = None  # api_patchmap.PatchMapSource: the overlay of the curator and well views
+    exports: ExportJobRunner | None = None  # runs the dataset export jobs (started by open_services)
+    object_streams: ObjectStreams | None = None  # dataset downloads, streamed
 
     @property
     def rule(self) -> ConsensusRule:
@@ -41,6 +47,7 @@ def build_services(settings: CurationSettings, *, with_broker: bool = True) -> S
     """Connect to PostgreSQL, S3 and (optionally) Kafka from settings. Close with ``close_services``."""
     from axis_adapters.db import sync_pool
     from axis_adapters.kafka import make_broker
+    from axis_adapters.object_streams import MinioObjectStreams
     from axis_adapters.objectstore import MinioObjectStore
 
     opts = settings.curation
@@ -81,17 +88,23 @@ def build_services(settings: CurationSettings, *, with_broker: bool = True) -> S
         publisher=broker,
         closers=closers,
         patchmaps=patchmaps,
+        exports=ExportJobRunner(jobs=ExportJobsRepo(pool), exporter=exporter, publisher=broker, producer=opts.producer),
+        object_streams=MinioObjectStreams(settings.s3),
     )
 
 
-async def open_services(services: Services) -> None:
-    """Connect the broker (if any)."""
+async def open_services(services: Services, *, run_jobs: bool = True) -> None:
+    """Connect the broker (if any) and start the export job runner (unless ``run_jobs`` is False)."""
     if services.publisher is not None and hasattr(services.publisher, "connect"):
         await services.publisher.connect()
+    if run_jobs and services.exports is not None:
+        services.exports.start(asyncio.get_running_loop())
 
 
 async def close_services(services: Services) -> None:
-    """Close the broker and the pool."""
+    """Stop the export job runner (its running job goes back to the queue), close the broker and the pool."""
+    if services.exports is not None:
+        await asyncio.to_thread(services.exports.stop)
     if services.publisher is not None and hasattr(services.publisher, "stop"):
         await services.publisher.stop()
     for c in services.closers:

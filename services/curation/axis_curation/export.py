@@ -1,14 +1,17 @@
-"""Dataset export: gather candidates from PostgreSQL, build with axis_core.dataset, write to S3, record it."""
+"""Dataset export: build a version from streamed candidate rows with axis_core.dataset and write it to S3.
+
+The job around it (claim, progress, registration of the version, DatasetExported) is ``export_jobs``.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from axis_adapters.curation_repo import CurationRepo, DatasetExists, DatasetRecord
+from axis_adapters.curation_repo import CurationRepo, DatasetRecord
+from axis_adapters.export_jobs_repo import next_version
 from axis_adapters.objectstore import ObjectStore, make_uri
 from axis_contracts import DatasetExported
 from axis_core.dataset import (
@@ -19,8 +22,13 @@ from axis_core.dataset import (
     build_dataset,
     build_test_set,
     dataset_card,
+    measure_candidates,
+    stages,
 )
+from axis_core.dataset.model import ImageMeasurement, Item
 from pydantic import BaseModel, Field
+
+__all__ = ["NAME_PATTERN", "DatasetExporter", "ExportRequest", "event_for", "next_version", "resolve_config"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
 
@@ -33,19 +41,6 @@ class ExportRequest(BaseModel):
     version: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: next integer for this name")
     config: dict[str, Any] = Field(default_factory=dict, description="DatasetConfig overrides (nested, partial)")
     plates: list[str] | None = Field(default=None, description="only candidates from these plates (test sets)")
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """A recorded dataset version and the build behind it."""
-
-    record: DatasetRecord
-    result: DatasetResult
-    removed_uri: str
-
-    def event(self, producer: str) -> DatasetExported:
-        """The DatasetExported event announcing this version."""
-        return event_for(self.record, producer)
 
 
 def event_for(record: DatasetRecord, producer: str) -> DatasetExported:
@@ -84,12 +79,6 @@ def resolve_config(
     return DatasetConfig.model_validate(merged).with_test_plates(test_plates)
 
 
-def next_version(existing: Sequence[str]) -> str:
-    """The next integer version after the integer versions already used (1 for a new name)."""
-    numbers = [int(v) for v in existing if v.isdigit()]
-    return str(max(numbers, default=0) + 1)
-
-
 def _candidate(r: Mapping[str, Any], label_source: str, **extra: Any) -> Candidate:
     """One builder candidate from a repo row (fields shared by agreements and curated items)."""
     return Candidate(
@@ -110,19 +99,41 @@ def _candidate(r: Mapping[str, Any], label_source: str, **extra: Any) -> Candida
     )
 
 
-def candidates_from_rows(
-    agreements: Sequence[Mapping[str, Any]], curated: Sequence[Mapping[str, Any]]
-) -> list[Candidate]:
-    """Builder candidates (one per image) from the repo's agreement and curated rows."""
-    out = [_candidate(r, "agreement", sub_type=r["human_class"]) for r in agreements]
-    for r in curated:
-        labels = tuple(CuratorLabel(curator=c, label=lab, at=at) for c, lab, at in r["votes"])
-        out.append(_candidate(r, "curated", curator_labels=labels))
-    return out
+def candidate_from_row(r: Mapping[str, Any]) -> Candidate:
+    """One builder candidate from a streamed repo row (``source`` agreement or curated)."""
+    if r["source"] == "agreement":
+        return _candidate(r, "agreement", sub_type=r["human_class"])
+    labels = tuple(CuratorLabel(curator=c, label=lab, at=at) for c, lab, at in r["votes"])
+    return _candidate(r, "curated", curator_labels=labels)
+
+
+class Progress(Protocol):
+    """Where an export reports its stage and items (a job row; a no-op for callers that do not care)."""
+
+    def stage(self, name: str, total: int) -> None:
+        """A new stage of ``total`` items begins (the previous one is finished)."""
+
+    def advance(self, n: int = 1) -> None:
+        """``n`` more items of the current stage are done."""
+
+
+class NoProgress:
+    """Progress that goes nowhere."""
+
+    def stage(self, name: str, total: int) -> None:
+        return None
+
+    def advance(self, n: int = 1) -> None:
+        return None
+
+
+STAGES = ("reading", "measuring", "building", "writing", "registering")
+"""The stages of an export job, in order (``items`` are rows read, images measured, candidates, objects)."""
+OBJECTS = ("manifest.jsonl", "qc_report.json", "qc_report.md", "removed.jsonl", "card.md")
 
 
 class DatasetExporter:
-    """Builds and publishes dataset versions (one exporter per service; stateless between calls)."""
+    """Builds dataset versions and writes their objects (one exporter per service; stateless between calls)."""
 
     def __init__(
         self,
@@ -134,6 +145,7 @@ class DatasetExporter:
         defaults: Mapping[str, Any] | None = None,
         max_image_bytes: int = 64 * 1024 * 1024,
         load_workers: int = 4,
+        measure_batch: int = 128,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -142,6 +154,7 @@ class DatasetExporter:
         self.defaults = dict(defaults or {})
         self.max_image_bytes = max_image_bytes
         self.load_workers = load_workers
+        self.measure_batch = measure_batch
 
     def config_for(self, request: ExportRequest) -> DatasetConfig:
         """The effective config of a request (ValidationError on bad overrides)."""
@@ -151,38 +164,57 @@ class DatasetExporter:
     def _load(self, uri: str) -> bytes:
         return self.store.get_bytes(uri, max_bytes=self.max_image_bytes)
 
-    def export(self, request: ExportRequest, *, created_by: str, now: datetime | None = None) -> ExportResult:
-        """Build the dataset, write manifest / QC report / card to S3 and record it (DatasetExists on repeats)."""
-        config = self.config_for(request)
-        with self.repo.name_lock(request.name):
-            existing = self.repo.datasets(request.name)
-            if request.purpose == "test" and any(d.purpose == "test" for d in existing):
-                raise DatasetExists(f"the frozen test set {request.name!r} was already exported; it is exported once")
-            version = request.version or next_version([d.version for d in existing])
-            if any(d.version == version for d in existing):
-                raise DatasetExists(f"dataset {request.name!r} version {version!r} already exists")
-            candidates = candidates_from_rows(
-                self.repo.agreement_rows(request.plates), self.repo.curated_rows(request.plates)
-            )
-            build = build_test_set if request.purpose == "test" else build_dataset
-            result = build(candidates, config, self._load, max_workers=self.load_workers)
-            return self._write(request, version, result, created_by, now or datetime.now(UTC))
+    @staticmethod
+    def read(total: int, rows: Iterable[Mapping[str, Any]], progress: Progress) -> list[Candidate]:
+        """Builder candidates from the streamed candidate rows (``total`` of them)."""
+        progress.stage("reading", total)
+        candidates: list[Candidate] = []
+        for r in rows:
+            candidates.append(candidate_from_row(r))
+            progress.advance()
+        return candidates
 
-    def _write(
-        self, request: ExportRequest, version: str, result: DatasetResult, created_by: str, now: datetime
-    ) -> ExportResult:
+    def build(self, request: ExportRequest, candidates: Sequence[Candidate], progress: Progress) -> DatasetResult:
+        """Measure the images that pass label consensus in bounded batches, then run the QC stages and the split."""
+        config = self.config_for(request)
+        kept = stages.label_consensus([Item(c) for c in candidates], config.consensus).kept
+        uris = sorted({it.candidate.image_uri for it in kept})
+        del kept
+        progress.stage("measuring", len(uris))
+        measured: dict[str, ImageMeasurement] = {}
+        for i in range(0, len(uris), self.measure_batch):
+            chunk = uris[i : i + self.measure_batch]
+            measured.update(
+                measure_candidates(
+                    chunk, self._load, analysis_max_side=config.analysis_max_side, max_workers=self.load_workers
+                )
+            )
+            progress.advance(len(chunk))
+        progress.stage("building", len(candidates))
+        build = build_test_set if request.purpose == "test" else build_dataset
+        result = build(candidates, config, None, measurements=measured)
+        progress.advance(len(candidates))
+        return result
+
+    def write(
+        self,
+        request: ExportRequest,
+        version: str,
+        result: DatasetResult,
+        *,
+        created_by: str,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[DatasetRecord, str]:
+        """Write manifest, QC report, removals and card under ``<name>/<version>/``; the record to register
+        (not registered here) and the removals' URI."""
+        progress = progress or NoProgress()
+        progress.stage("writing", len(OBJECTS))
+        now = now or datetime.now(UTC)
         prefix = f"{request.name}/{version}"
-        uri = {
-            k: make_uri(self.bucket, f"{prefix}/{k}")
-            for k in ("manifest.jsonl", "qc_report.json", "qc_report.md", "card.md", "removed.jsonl")
-        }
+        uri = {k: make_uri(self.bucket, f"{prefix}/{k}") for k in OBJECTS}
         self.store.ensure_bucket(self.bucket)
-        self.store.put_bytes(uri["manifest.jsonl"], result.manifest_bytes(), "application/x-ndjson")
-        self.store.put_bytes(uri["qc_report.json"], result.report.to_json_bytes(), "application/json")
-        self.store.put_bytes(uri["qc_report.md"], result.report.to_markdown().encode(), "text/markdown")
         removed = sorted((r.to_dict() for r in result.removed), key=lambda d: (d["stage"], d["image_uri"]))
-        removed_bytes = "".join(json.dumps(d, sort_keys=True) + "\n" for d in removed).encode()
-        self.store.put_bytes(uri["removed.jsonl"], removed_bytes, "application/x-ndjson")
         card = dataset_card(
             result,
             name=request.name,
@@ -191,7 +223,20 @@ class DatasetExporter:
             created_by=created_by,
             manifest_uri=uri["manifest.jsonl"],
         )
-        self.store.put_bytes(uri["card.md"], card.encode(), "text/markdown")
+        objects: list[tuple[str, Callable[[], bytes], str]] = [
+            ("manifest.jsonl", result.manifest_bytes, "application/x-ndjson"),
+            ("qc_report.json", result.report.to_json_bytes, "application/json"),
+            ("qc_report.md", lambda: result.report.to_markdown().encode(), "text/markdown"),
+            (
+                "removed.jsonl",
+                lambda: "".join(json.dumps(d, sort_keys=True) + "\n" for d in removed).encode(),
+                "application/x-ndjson",
+            ),
+            ("card.md", card.encode, "text/markdown"),  # last: a card means the rest is written
+        ]
+        for key, data, content_type in objects:
+            self.store.put_bytes(uri[key], data(), content_type)
+            progress.advance()
         record = DatasetRecord(
             name=request.name,
             version=version,
@@ -205,5 +250,4 @@ class DatasetExporter:
             created_by=created_by,
             created_at=now,
         )
-        self.repo.record_dataset(record, sorted(result.plates) if request.purpose == "test" else ())
-        return ExportResult(record=record, result=result, removed_uri=uri["removed.jsonl"])
+        return record, uri["removed.jsonl"]
