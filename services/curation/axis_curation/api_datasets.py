@@ -27,7 +27,7 @@ from axis_curation.export_jobs import job_json
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["datasets"])
-Viewer = Annotated[Account, Depends(require_role("curator"))]
+Viewer = Annotated[Account, Depends(require_role("scientist", "curator"))]  # read-only roles and up
 Admin = Annotated[Account, Depends(require_role("admin"))]
 Name = Annotated[str, Path(pattern=NAME_PATTERN)]
 FILE_TYPES = {
