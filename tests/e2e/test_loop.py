@@ -16,8 +16,8 @@ pytestmark = pytest.mark.e2e
 
 def test_one_loop_registers_promotes_and_scores_with_the_new_version(stack: StackInfo, tmp_path: Path) -> None:
     from axis_adapters.registry import ModelRegistry
-    from axis_cli.demo import DemoOptions
-    from axis_cli.demo_run import DemoRun
+    from axis_cli import demo_run
+    from axis_cli.demo_context import DemoOptions, need
 
     opts = DemoOptions(
         data_dir=tmp_path,
@@ -33,17 +33,17 @@ def test_one_loop_registers_promotes_and_scores_with_the_new_version(stack: Stac
         stage_timeout=240,
         force_promotion=True,  # a few training steps need not beat the champion; the demo itself never forces
     )
-    run = DemoRun(opts, stack=stack)
+    ctx = demo_run.start(opts, stack=stack)
     try:
-        run.execute()
+        demo_run.run_stages(ctx)
     finally:
-        run.shutdown()
+        demo_run.shutdown(ctx)
 
     registry = ModelRegistry(stack.mlflow_uri)
-    after_plates = run.state["plates"]["after"]
+    after_plates = need(ctx.facility, "the facility plan").plates["after"]
     with psycopg.connect(stack.postgres_conninfo()) as conn:
         for mode, name in (("visible", "axis-visible"), ("uv", "axis-uv")):
-            foundation = run.state["foundation_versions"][mode]
+            foundation = ctx.foundation_versions[mode]
             champion = registry.champion(name)
             assert champion is not None
             assert int(champion.version) > int(foundation), f"{name}: no newer version became champion"
@@ -54,4 +54,4 @@ def test_one_loop_registers_promotes_and_scores_with_the_new_version(stack: Stac
             ).fetchall()
             assert rows == [(champion.version,)], f"{mode} images after the promotion were scored by {rows}"
     assert (tmp_path / "demo" / "loop.png").stat().st_size > 0
-    assert run.last_line.startswith("loop: balanced accuracy ")
+    assert ctx.last_line.startswith("loop: balanced accuracy ")

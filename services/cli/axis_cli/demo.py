@@ -12,34 +12,11 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from axis_cli.demo_context import DemoOptions
 
-@dataclass(frozen=True)
-class DemoOptions:
-    """Sizes and switches of one demo run."""
-
-    data_dir: Path
-    seed: int = 0
-    keep_running: bool = False
-    base_model: str = "tiny"
-    foundation_plates: int = 4
-    test_plates: int = 2
-    plates: int = 6
-    after_plates: int = 1
-    wells: int = 96
-    inspections: int = 3
-    foundation_steps: int = 400
-    steps: int = 900
-    epochs: int = 30
-    target_recall: float = 0.8
-    similarity_distance: int = 2
-    lims_error_rate: float = 0.05
-    uncertain_share: float = 0.1
-    stage_timeout: float = 600.0
-    force_promotion: bool = False
-    torch_threads: int = 1
+__all__ = ["DemoOptions", "main", "parse_args"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> DemoOptions | None:
@@ -140,12 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_libraries()
     limit_threads(opts.torch_threads)
-    from axis_cli.demo_run import DemoRun
+    from axis_cli import demo_run
 
-    run = DemoRun(opts)
+    ctx = None
     code = 1
     try:
-        run.execute()
+        ctx = demo_run.start(opts)
+        demo_run.run_stages(ctx)
         code = 0
     except KeyboardInterrupt:
         print("\ninterrupted: shutting down", file=sys.stderr, flush=True)
@@ -156,15 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         keep = opts.keep_running and code != 130
         t0 = time.monotonic()
-        if keep:
-            run.leave_running()
-        else:
+        if ctx is not None and keep:
+            demo_run.leave_running(ctx)
+        elif ctx is not None:
             try:
-                run.shutdown()
+                demo_run.shutdown(ctx)
             except KeyboardInterrupt:
-                run.shutdown()
+                demo_run.shutdown(ctx)
         if not keep:
             print(f"[demo] everything stopped ({time.monotonic() - t0:.0f}s)", file=sys.stderr, flush=True)
-        if code == 0 and run.last_line:
-            print(run.last_line, flush=True)
+        if code == 0 and ctx is not None and ctx.last_line:
+            print(ctx.last_line, flush=True)
     return code

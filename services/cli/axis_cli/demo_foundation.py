@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from axis_cli.demo_loop import model_names, robot_config, store_of
+from axis_cli.demo_context import DemoContext, model_names, need
+from axis_cli.demo_loop import robot_config
+from axis_cli.demo_promotion import promote_versions
 
 if TYPE_CHECKING:
-    from axis_cli.demo_run import DemoRun
+    from axis_trainer.settings import TrainerOptions
 
 
-def trainer_options(run: DemoRun, *, steps: int, work: str) -> object:
+def trainer_options(ctx: DemoContext, *, steps: int, work: str) -> TrainerOptions:
     """TrainerOptions for the demo's jobs (steps bound the CPU time; the seed follows --seed)."""
     from axis_trainer.settings import TrainerOptions
 
-    o = run.opts
+    o = ctx.opts
     return TrainerOptions(max_steps=steps, epochs=o.epochs, seed=o.seed, work_dir=work, target_recall=o.target_recall)
 
 
-def train_foundation(run: DemoRun) -> None:
+def train_foundation(ctx: DemoContext) -> None:
     """Domain-A images with known labels -> manifest in S3 -> run_training -> register -> promote to champion."""
     from axis_adapters.registry import ModelRegistry
     from axis_model.spec import BaseSpec
@@ -26,27 +28,27 @@ def train_foundation(run: DemoRun) -> None:
 
     from axis_cli.demo_data import foundation_dataset
 
-    o = run.opts
-    store = store_of(run)
-    config = robot_config(run, "F", o.foundation_plates, 1, domain="A")
-    name = f"foundation-a-{run.tag}"
+    o = ctx.opts
+    store = ctx.store()
+    config = robot_config(ctx, "F", o.foundation_plates, 1, domain="A")
+    name = f"foundation-a-{ctx.tag}"
     parts = foundation_dataset(config, store, datasets_bucket="axis-datasets", name=name)
     trainval, test = parts["trainval"], parts["test"]
     counts = {s: sum(1 for r in trainval[2] if r.split == s) for s in ("train", "val")}
-    run.say(
+    ctx.say(
         f"domain-A dataset {name}: {counts['train']} train, {counts['val']} val, {len(test[2])} test images "
         f"in {trainval[0]}"
     )
-    work = run.opts.data_dir / "cache" / "trainer-foundation"
+    work = ctx.opts.data_dir / "cache" / "trainer-foundation"
     work.mkdir(parents=True, exist_ok=True)
-    assert run.base_path is not None
+    base_path = need(ctx.base_path, "the base model (stage 2)")
     trainer = Trainer(
         store=store,
-        registry=ModelRegistry(run.stack.mlflow_uri),
-        base=BaseSpec.from_path(str(run.base_path)),
-        options=trainer_options(run, steps=o.foundation_steps, work=str(work)),  # type: ignore[arg-type]
-        model_names=model_names(run),
-        say=lambda msg: _quiet_say(run, msg),
+        registry=ModelRegistry(ctx.stack.mlflow_uri),
+        base=BaseSpec.from_path(str(base_path)),
+        options=trainer_options(ctx, steps=o.foundation_steps, work=str(work)),
+        model_names=model_names(),
+        say=lambda msg: _quiet_say(ctx, msg),
     )
     request = TrainRequest(
         dataset=DatasetRef(name=name, version="1", manifest_uri=trainval[0], manifest_sha256=trainval[1]),
@@ -58,19 +60,17 @@ def train_foundation(run: DemoRun) -> None:
     for out in outcomes:
         versions[out.mode] = out.version.version
         m = out.test
-        run.say(
+        ctx.say(
             f"{out.model_name} v{out.version.version} on domain-A test: recall {m.recall:.1%}, "
             f"balanced accuracy {m.balanced_accuracy:.1%} (threshold {m.threshold:.3f})"
         )
-    from axis_cli.demo_loop import promote_versions
-
     # the demo starts its story from this foundation, also on a data dir where an earlier run left a champion
-    promote_versions(run, versions, reason="demo: foundation model trained on domain A", force=True)
-    run.state["foundation_versions"] = versions
+    promote_versions(ctx, versions, reason="demo: foundation model trained on domain A", force=True)
+    ctx.foundation_versions = versions
 
 
-def _quiet_say(run: DemoRun, msg: str) -> None:
+def _quiet_say(ctx: DemoContext, msg: str) -> None:
     # the trainer reports every few steps; the demo shows epochs, the test results and the registration
     if ": step " in msg:
         return
-    run.say(f"  trainer: {msg}")
+    ctx.say(f"  trainer: {msg}")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from axis_cli.demo_context import DemoContext, model_names, need
 from axis_cli.demo_eval import ModeModel, VersionEval, evaluate, fetch_images, load_rows
 from axis_cli.plots import PlotEntry, loop_figure
 
-if TYPE_CHECKING:
-    from axis_cli.demo_run import DemoRun
+
+def elapsed_text(seconds: float) -> str:
+    """``12m03s``."""
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
 def _pct(x: float) -> str:
@@ -40,15 +43,13 @@ def _fused(e: VersionEval) -> dict[str, Any] | None:
     return e.fused.to_dict() if e.fused is not None else None
 
 
-def _models(run: DemoRun, versions: dict[str, str], root: Path) -> dict[str, ModeModel]:
+def _models(ctx: DemoContext, versions: dict[str, str], root: Path) -> dict[str, ModeModel]:
     from axis_adapters.registry import ModelRegistry
 
-    from axis_cli.demo_loop import model_names
-
-    reg = ModelRegistry(run.stack.mlflow_uri)
+    reg = ModelRegistry(ctx.stack.mlflow_uri)
     out: dict[str, ModeModel] = {}
     for mode, version in versions.items():
-        name = model_names(run)[mode]
+        name = model_names()[mode]
         rv = reg.version(name, version)
         bundle = reg.download_bundle(name, version, root / f"{name}-{version}")
         out[mode] = ModeModel(mode=mode, model_name=name, version=version, bundle_dir=bundle, threshold=rv.threshold)
@@ -93,36 +94,36 @@ def _table(evals: list[VersionEval]) -> list[str]:
     return lines
 
 
-def report(run: DemoRun) -> None:
+def report(ctx: DemoContext) -> None:
     """Evaluate both generations on the test manifest, write the plot and summary, print the table."""
-    from axis_cli.demo_loop import elapsed_text, store_of
-
-    test = run.counts.test_set
-    store = store_of(run)
+    test = ctx.counts.test_set
+    plates = need(ctx.facility, "the facility plan").plates
+    base_path = need(ctx.base_path, "the base model (stage 2)")
+    store = ctx.store()
     rows = load_rows(store.get_bytes(test["manifest_uri"]))
     images = fetch_images(rows, store.get_bytes)
     with tempfile.TemporaryDirectory(prefix="axis-demo-eval-") as tmp:
         before = evaluate(
             "foundation (domain A)",
-            _models(run, run.state["foundation_versions"], Path(tmp)),
+            _models(ctx, ctx.foundation_versions, Path(tmp)),
             rows,
             images,
-            base_path=str(run.base_path),
+            base_path=str(base_path),
         )
         after = evaluate(
             "after one loop",
-            _models(run, run.state["new_versions"], Path(tmp)),
+            _models(ctx, ctx.new_versions, Path(tmp)),
             rows,
             images,
-            base_path=str(run.base_path),
+            base_path=str(base_path),
         )
-    plot = loop_figure([_entry(before), _entry(after)], run.opts.data_dir / "demo" / "loop.png")
-    c = run.counts
+    plot = loop_figure([_entry(before), _entry(after)], ctx.opts.data_dir / "demo" / "loop.png")
+    c = ctx.counts
     train = c.train_set
     qc = train.get("removed_by_stage") or {}
     lines = [
         "",
-        f"Lab-in-the-Loop demo (seed {run.opts.seed}, {elapsed_text(run.elapsed())})",
+        f"Lab-in-the-Loop demo (seed {ctx.opts.seed}, {elapsed_text(ctx.elapsed())})",
         "",
         f"Held-out facility-B test set {test['name']} v{test['version']} ({len(rows)} images, labels from "
         "agreements and curated disagreements; per image, each mode at its own threshold, and fused per inspection "
@@ -140,24 +141,24 @@ def report(run: DemoRun) -> None:
         f"  after promotion                {c.after_images} new images, all scored by the new version",
         "",
         "Where to look:",
-        f"  plate map      {run.curation_url}/plates/{run.state['plates']['after'][0]}",
-        f"  curator queue  {run.curation_url}/curate",
-        f"  datasets       {run.curation_url}/datasets",
-        f"  MLflow UI      {run.stack.mlflow_uri}",
+        f"  plate map      {ctx.curation_url}/plates/{plates['after'][0]}",
+        f"  curator queue  {ctx.curation_url}/curate",
+        f"  datasets       {ctx.curation_url}/datasets",
+        f"  MLflow UI      {ctx.stack.mlflow_uri}",
         f"  plot           {plot}",
-        f"  logs           {run.opts.data_dir / 'logs'}",
+        f"  logs           {ctx.opts.data_dir / 'logs'}",
     ]
     print("\n".join(lines), flush=True)
-    run.last_line = loop_line(before, after)
+    ctx.last_line = loop_line(before, after)
     summary: dict[str, Any] = {
-        "seed": run.opts.seed,
-        "elapsed_s": round(run.elapsed(), 1),
+        "seed": ctx.opts.seed,
+        "elapsed_s": round(ctx.elapsed(), 1),
         "test_set": {k: test.get(k) for k in ("name", "version", "manifest_uri", "counts")},
         "train_set": {k: train.get(k) for k in ("name", "version", "manifest_uri", "counts", "removed_by_stage")},
         "foundation": {"versions": before.versions, **before.metrics.scalars(), "fused": _fused(before)},
         "new": {"versions": after.versions, **after.metrics.scalars(), "fused": _fused(after)},
         "counts": {k: v for k, v in vars(c).items() if k not in ("test_set", "train_set")},
         "plot": str(plot),
-        "last_line": run.last_line,
+        "last_line": ctx.last_line,
     }
-    run.say(f"summary in {run.save_summary(summary)}")
+    ctx.say(f"summary in {ctx.save_summary(summary)}")
