@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from axis_adapters.curation_repo import CurationRepo, DatasetRecord
 from axis_adapters.export_jobs_repo import next_version
@@ -31,6 +31,8 @@ from pydantic import BaseModel, Field
 __all__ = ["NAME_PATTERN", "DatasetExporter", "ExportRequest", "event_for", "next_version", "resolve_config"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+PlateBarcode = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+"""A plate barcode as a request names it (no control characters: they cannot be stored or matched)."""
 
 
 class ExportRequest(BaseModel):
@@ -40,7 +42,7 @@ class ExportRequest(BaseModel):
     purpose: Literal["train", "test"] = "train"
     version: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: next integer for this name")
     config: dict[str, Any] = Field(default_factory=dict, description="DatasetConfig overrides (nested, partial)")
-    plates: list[str] | None = Field(default=None, description="only candidates from these plates (test sets)")
+    plates: list[PlateBarcode] | None = Field(default=None, description="only candidates from these plates (test sets)")
 
 
 def event_for(record: DatasetRecord, producer: str) -> DatasetExported:
