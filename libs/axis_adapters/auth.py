@@ -19,15 +19,25 @@ from typing import Any, Literal, Protocol, cast
 import bcrypt
 from fastapi import HTTPException, Request
 
-Role = Literal["curator", "admin", "lims"]
-ROLES: tuple[Role, ...] = ("curator", "admin", "lims")
+Role = Literal["curator", "admin", "lims", "scientist"]
+ROLES: tuple[Role, ...] = ("curator", "admin", "lims", "scientist")
 TokenKind = Literal["session", "api"]
 SESSION_COOKIE = "axis_session"
 MIN_PASSWORD_LENGTH = 10
 _MAX_PASSWORD_BYTES = 72  # bcrypt ignores (bcrypt 5 rejects) anything longer
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$")
-# roles that also pass a check for another role: an admin may do what a curator does
-_IMPLIES: dict[str, frozenset[str]] = {"admin": frozenset({"admin", "curator"})}
+# roles that also pass a check for another role: an admin may do what a curator does, and a curator what a
+# scientist does (read plates, wells, scores, history and datasets); a scientist only reads
+_IMPLIES: dict[str, frozenset[str]] = {
+    "admin": frozenset({"admin", "curator", "scientist"}),
+    "curator": frozenset({"curator", "scientist"}),
+}
+ROLE_PURPOSE: dict[str, str] = {
+    "scientist": "reads plates, wells, their scores and history, and datasets",
+    "curator": "labels the curator queue (and reads what a scientist reads)",
+    "admin": "creates accounts and exports datasets (and does what a curator does)",
+    "lims": "the LIMS gateway's machine account (no pages)",
+}
 
 
 class AuthError(ValueError):
@@ -276,7 +286,9 @@ def require_role(*roles: str) -> Callable[..., Account]:
         account = current_account(request)
         if not account.has_role(*roles):
             raise HTTPException(
-                status_code=403, detail=f"this needs the role {' or '.join(roles)}; you are {account.role}"
+                status_code=403,
+                detail=f"this needs the role {' or '.join(roles)}; you are {account.role} "
+                "(ask an admin of the curation service for an account with that role)",
             )
         return account
 

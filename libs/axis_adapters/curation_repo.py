@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
+
+from axis_adapters.curation_plates import PlateQueries
 
 
 class ItemNotFound(LookupError):
@@ -68,6 +71,7 @@ class QueueItem(BaseModel):
     label_count: int = 0
     reason: str = "disagreement"
     priority: float = 0.5
+    threshold: float | None = None
 
 
 class ItemDetail(QueueItem):
@@ -102,11 +106,39 @@ _ITEM_COLS = (
     "d.id, d.inspection_id, d.plate_barcode, d.well, d.drop_no AS drop, d.kind, d.ml_probability, d.ml_label, "
     "d.model_name, d.model_version, d.human_label, d.human_class, d.user_id, d.status, d.resolved_label, "
     "d.created_at, (SELECT count(*) FROM curator_labels l WHERE l.discrepancy_id = d.id) AS label_count, "
-    "d.reason, d.priority"
+    "d.reason, d.priority, d.threshold"
 )
 
 
-class CurationRepo:
+@dataclass(frozen=True)
+class QueueFilter:
+    """What a curator narrows the queue to, and in which order it comes."""
+
+    plate: str | None = None
+    kind: str | None = None  # a disagreement kind (ml_crystal_human_other, …) or a routing reason (near_threshold, …)
+    min_probability: float | None = None
+    max_probability: float | None = None
+    others_labelled: bool = False  # only items another curator has labelled (no consensus yet)
+    sort: str = "priority"  # priority | probability | probability_desc | oldest | others_first
+    exclude: tuple[int, ...] = ()  # items skipped in this session
+
+
+_ORDER = {
+    "priority": "d.priority DESC, d.created_at, d.id",
+    "probability": "d.ml_probability, d.created_at, d.id",
+    "probability_desc": "d.ml_probability DESC, d.created_at, d.id",
+    "oldest": "d.created_at, d.id",
+    "others_first": "label_count DESC, d.priority DESC, d.created_at, d.id",
+}
+QUEUE_SORTS = tuple(_ORDER)
+QUEUE_REASONS = ("near_threshold", "modes_disagree", "unreliable_user")
+
+
+class NoLabelOfYours(LookupError):
+    """Undo asked for an item the caller has not labelled."""
+
+
+class CurationRepo(PlateQueries):
     """Queries of the curation service over a psycopg ConnectionPool."""
 
     def __init__(self, pool: Any) -> None:
@@ -119,20 +151,62 @@ class CurationRepo:
         ``priority`` is the chance that a curator overturns the model's label (axis_core.routing); ties go
         oldest first.
         """
-        where = (
+        total, _, items = self.queue_page(curator, limit)
+        return total, items
+
+    def queue_page(
+        self, curator: str, limit: int, filters: QueueFilter | None = None
+    ) -> tuple[int, int, list[QueueItem]]:
+        """(open for the curator, matching the filters, first ``limit`` matching) of the items this curator has
+        not labelled, in the filter's order (by default as ``queue``)."""
+        f = filters or QueueFilter()
+        mine = (
             "d.status = 'open' AND NOT EXISTS "
             "(SELECT 1 FROM curator_labels l WHERE l.discrepancy_id = d.id AND l.curator = %(c)s)"
         )
+        where = [mine]
+        params: dict[str, Any] = {"c": curator, "n": limit}
+        if f.plate:
+            where.append("d.plate_barcode = %(plate)s")
+            params["plate"] = f.plate
+        if f.kind:
+            where.append("d.reason = %(kind)s" if f.kind in QUEUE_REASONS else "d.kind = %(kind)s")
+            params["kind"] = f.kind
+        if f.min_probability is not None:
+            where.append("d.ml_probability >= %(pmin)s")
+            params["pmin"] = f.min_probability
+        if f.max_probability is not None:
+            where.append("d.ml_probability <= %(pmax)s")
+            params["pmax"] = f.max_probability
+        if f.others_labelled:
+            where.append("EXISTS (SELECT 1 FROM curator_labels l WHERE l.discrepancy_id = d.id)")
+        if f.exclude:
+            where.append("NOT (d.id = ANY(%(skip)s))")
+            params["skip"] = list(f.exclude)
+        order = _ORDER.get(f.sort, _ORDER["priority"])
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(f"SELECT count(*) AS n FROM discrepancies d WHERE {where}", {"c": curator})  # noqa: S608
+            cur.execute(f"SELECT count(*) AS n FROM discrepancies d WHERE {mine}", {"c": curator})  # noqa: S608
             total = int(cur.fetchone()["n"])  # type: ignore[index]
+            cond = " AND ".join(where)
+            cur.execute(f"SELECT count(*) AS n FROM discrepancies d WHERE {cond}", params)  # noqa: S608
+            matching = int(cur.fetchone()["n"])  # type: ignore[index]
             cur.execute(
-                f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE {where} "  # noqa: S608
-                "ORDER BY d.priority DESC, d.created_at, d.id LIMIT %(n)s",
-                {"c": curator, "n": limit},
+                f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE {cond} ORDER BY {order} LIMIT %(n)s",  # noqa: S608
+                params,
             )
             items = [QueueItem.model_validate(r) for r in cur.fetchall()]
-        return total, items
+        return total, matching, items
+
+    def queue_plates(self, curator: str) -> list[str]:
+        """Plates that have open items for this curator (the queue's plate filter)."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT d.plate_barcode FROM discrepancies d WHERE d.status = 'open' AND NOT EXISTS "
+                "(SELECT 1 FROM curator_labels l WHERE l.discrepancy_id = d.id AND l.curator = %s) "
+                "ORDER BY 1 LIMIT 500",
+                (curator,),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def item(self, item_id: int) -> ItemDetail:
         """One item with its images and all curator labels; ItemNotFound when absent."""
@@ -185,94 +259,46 @@ class CurationRepo:
             cur.execute(f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE d.id = %s", (item_id,))  # noqa: S608
             return QueueItem.model_validate(cur.fetchone())
 
-    # plate map -----------------------------------------------------------------------------------
-    def plate_wells(self, barcode: str) -> list[dict[str, Any]]:
-        """Latest inspection per (well, drop) of a plate, with its fused score and latest user score."""
-        sql = """
-        WITH insp AS (
-            SELECT inspection_id, plate_type, well, drop_no, imaged_at FROM images WHERE plate_barcode = %(p)s
-            UNION
-            SELECT inspection_id, plate_type, well, drop_no, imaged_at FROM inspection_scores
-            WHERE plate_barcode = %(p)s
-        ), latest AS (
-            SELECT DISTINCT ON (well, drop_no) * FROM insp ORDER BY well, drop_no, imaged_at DESC, inspection_id DESC
-        )
-        SELECT l.inspection_id, l.plate_type, l.well, l.drop_no AS drop, l.imaged_at,
-               s.fused_probability, s.label AS ml_label, s.threshold, s.model_name, s.model_version, s.mode_scores,
-               u.raw_class, u.human_label, u.user_id, u.scored_at AS user_scored_at
-        FROM latest l
-        LEFT JOIN inspection_scores s ON s.inspection_id = l.inspection_id
-        LEFT JOIN LATERAL (
-            SELECT raw_class, human_label, user_id, scored_at FROM user_scores us
-            WHERE us.inspection_id = l.inspection_id
-               OR (us.inspection_id IS NULL AND us.plate_barcode = %(p)s AND us.well = l.well
-                   AND coalesce(us.drop_no, 1) = l.drop_no)
-            ORDER BY us.scored_at DESC LIMIT 1
-        ) u ON true
-        ORDER BY l.well, l.drop_no
+    def remove_last_label(self, item_id: int, curator: str, decide: Decider) -> tuple[QueueItem, str]:
+        """Take back the curator's latest label of an item and re-apply the consensus rule, atomically.
+
+        Returns the updated item and the label removed; NoLabelOfYours when the curator has none on it.
         """
-        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, {"p": barcode})
-            return list(cur.fetchall())
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute("SELECT status FROM discrepancies WHERE id = %s FOR UPDATE", (item_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise ItemNotFound(f"no queued item {item_id}")
+            if row["status"] == "superseded":
+                raise ItemClosed(f"item {item_id} was superseded by a newer score; its labels stay as they are")
+            cur.execute(
+                "DELETE FROM curator_labels WHERE id = (SELECT id FROM curator_labels WHERE discrepancy_id = %s "
+                "AND curator = %s ORDER BY created_at DESC, id DESC LIMIT 1) RETURNING label",
+                (item_id, curator),
+            )
+            removed = cur.fetchone()
+            if removed is None:
+                raise NoLabelOfYours(f"you have not labelled item {item_id}")
+            cur.execute(
+                "SELECT curator, label, created_at FROM curator_labels WHERE discrepancy_id = %s "
+                "ORDER BY created_at, id",
+                (item_id,),
+            )
+            votes = [(r["curator"], r["label"], r["created_at"]) for r in cur.fetchall()]
+            status, resolved = decide(votes)
+            cur.execute(
+                "UPDATE discrepancies SET status = %s, resolved_label = %s WHERE id = %s", (status, resolved, item_id)
+            )
+            cur.execute(f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE d.id = %s", (item_id,))  # noqa: S608
+            return QueueItem.model_validate(cur.fetchone()), str(removed["label"])
 
-    def plates(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Plates with scores, most recently imaged first."""
-        sql = (
-            "SELECT plate_barcode, max(plate_type) AS plate_type, count(DISTINCT well) AS wells, "
-            "max(imaged_at) AS last_imaged_at FROM inspection_scores GROUP BY plate_barcode "
-            "ORDER BY last_imaged_at DESC LIMIT %s"
-        )
-        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, (limit,))
-            return list(cur.fetchall())
-
-    def well_history(self, barcode: str, well: str) -> dict[str, list[dict[str, Any]]]:
-        """Every inspection of a well (newest first) with images, per-image and fused scores, user scores, labels."""
-        p = {"p": barcode, "w": well}
-        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                "SELECT inspection_id, drop_no AS drop, imaging_mode, image_uri, imaged_at, image_event_id::text "
-                "AS image_event_id FROM images WHERE plate_barcode = %(p)s AND well = %(w)s "
-                "ORDER BY imaged_at DESC, imaging_mode DESC",
-                p,
-            )
-            images = list(cur.fetchall())
-            cur.execute(
-                "SELECT s.inspection_id, s.imaging_mode, s.probability, s.threshold, s.model_name, s.model_version, "
-                "s.scored_at FROM image_scores s JOIN images i ON i.image_event_id = s.image_event_id "
-                "WHERE i.plate_barcode = %(p)s AND i.well = %(w)s ORDER BY s.scored_at DESC, s.id DESC",
-                p,
-            )
-            image_scores = list(cur.fetchall())
-            cur.execute(
-                "SELECT inspection_id, drop_no AS drop, imaged_at, fused_probability, label, threshold, model_name, "
-                "model_version, scored_at FROM inspection_scores WHERE plate_barcode = %(p)s AND well = %(w)s "
-                "ORDER BY imaged_at DESC",
-                p,
-            )
-            fused = list(cur.fetchall())
-            cur.execute(
-                "SELECT inspection_id, drop_no AS drop, user_id, raw_class, human_label, scored_at FROM user_scores "
-                "WHERE plate_barcode = %(p)s AND well = %(w)s OR inspection_id IN "
-                "(SELECT inspection_id FROM images WHERE plate_barcode = %(p)s AND well = %(w)s) "
-                "ORDER BY scored_at DESC",
-                p,
-            )
-            user_scores = list(cur.fetchall())
-            cur.execute(
-                "SELECT d.id AS item_id, d.inspection_id, d.status, d.resolved_label, l.curator, l.label, l.comment, "
-                "l.created_at FROM discrepancies d JOIN curator_labels l ON l.discrepancy_id = d.id "
-                "WHERE d.plate_barcode = %(p)s AND d.well = %(w)s ORDER BY l.created_at DESC",
-                p,
-            )
-            curator_labels = list(cur.fetchall())
-        return {
-            "images": images,
-            "image_scores": image_scores,
-            "fused_scores": fused,
-            "user_scores": user_scores,
-            "curator_labels": curator_labels,
-        }
+    def admins(self, limit: int = 5) -> list[str]:
+        """Names of admin accounts (whom a refused user can ask), oldest first."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT username FROM accounts WHERE role = 'admin' ORDER BY created_at, username LIMIT %s", (limit,)
+            ).fetchall()
+        return [r[0] for r in rows]
 
     # dataset candidates --------------------------------------------------------------------------
     def agreement_rows(self, plates: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -92,3 +92,126 @@ def browser_page() -> Iterator[object]:
         finally:
             context.close()
             browser.close()
+
+
+@dataclass(frozen=True)
+class PagesSite:
+    """A running curation server for the page tests: a plate imaged twice, a 1536-well plate, four roles."""
+
+    url: str
+    barcode: str
+    big_barcode: str
+    earlier: dict[str, float]  # well -> fused probability of the first imaging round
+    probabilities: dict[str, float]  # well -> of the latest round
+    queued_wells: list[str]
+    queue_ids: list[int]
+    labelled_by_other: int
+    other_curator: str
+    accounts: dict[str, str]  # role -> username, each with ``password``
+    admin: str
+    password: str
+
+
+PAGES_PASSWORD = "browser-pages-password"
+
+
+class FakePatchMaps:
+    """Stands in for the inference map server (which needs a registered model): a fixed 4x4 map per image."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def patch_map(self, uri: str, mode: str) -> dict[str, object]:
+        self.asked.append((uri, mode))
+        grid = [[(r - c) / 4 for c in range(4)] for r in range(4)]
+        return {
+            "uri": uri,
+            "mode": mode,
+            "rows": 4,
+            "cols": 4,
+            "contributions": grid,
+            "patch_part": 0.5,
+            "cls_part": 0.2,
+            "bias_part": -0.1,
+            "margin": 0.6,
+            "probability": 0.65,
+            "model_name": f"axis-{mode}",
+            "model_version": "1",
+        }
+
+
+@pytest.fixture(scope="session")
+def pages_site(stack: StackInfo) -> Iterator[PagesSite]:
+    """Serve the app with a patch-map source; seed a plate with two imaging rounds (images of both for the
+    queued drops), a 1536-well plate, a curator, a second curator who labelled one item, a scientist, an admin."""
+    from datetime import UTC, datetime, timedelta
+
+    from axis_adapters.db import connect
+    from axis_curation.app import create_app
+    from axis_curation.context import build_services
+    from axis_curation.devdata import InspectionRow, insert_image, insert_scores, seed_demo, synth_image
+    from axis_curation.server import BackgroundServer
+    from axis_curation.settings import CurationOptions, CurationSettings
+
+    settings = CurationSettings(
+        _env_file=str(stack.env_file),  # type: ignore[call-arg]
+        curation=CurationOptions(bootstrap_admin=False, bcrypt_rounds=4),
+    )
+    services = build_services(settings)
+    services.patchmaps = FakePatchMaps()
+    tag = uuid.uuid4().hex[:6].upper()
+    barcode, big = f"PG-{tag}", f"PG1536-{tag}"
+    when = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    earlier: dict[str, float] = {}
+    with connect(settings.postgres) as conn:
+        demo = seed_demo(conn, services.store, barcode=barcode, queue_items=5, seed=21, when=when)
+        bucket = settings.s3.images_bucket
+        for i, well in enumerate(demo.probabilities):
+            insp = InspectionRow(f"{barcode}-{well}-0", barcode, well, 1, when - timedelta(days=3, seconds=-i))
+            probs: dict[str, tuple[str | None, float]] = {}
+            for mode in ("visible", "uv"):
+                event_id = None
+                if well in demo.queued_wells:
+                    uri = f"s3://{bucket}/demo/{barcode}/{well}/0/{mode}.jpg"
+                    event_id = insert_image(conn, services.store, insp, mode, uri, synth_image("clear", mode, 500 + i))
+                probs[mode] = (event_id, round(demo.probabilities[well] * 0.5, 3))
+            earlier[well] = insert_scores(conn, insp, probs)
+        seed_demo(conn, services.store, barcode=big, plate_type="1536", queue_items=2, seed=22, when=when)
+        conn.commit()
+    accounts = {role: f"pg-{role}-{tag.lower()}" for role in ("curator", "scientist", "admin", "lims")}
+    for role, name in accounts.items():
+        services.authenticator.create_account(name, PAGES_PASSWORD, role)
+    other = f"pg-other-{tag.lower()}"
+    services.authenticator.create_account(other, PAGES_PASSWORD, "curator")
+    services.repo.add_label(demo.queue_ids[-1], other, "crystal", "needles at the rim", lambda votes: ("open", None))
+    with BackgroundServer(create_app(services)) as srv:
+        yield PagesSite(
+            url=srv.url,
+            barcode=barcode,
+            big_barcode=big,
+            earlier=earlier,
+            probabilities=demo.probabilities,
+            queued_wells=demo.queued_wells,
+            queue_ids=demo.queue_ids,
+            labelled_by_other=demo.queue_ids[-1],
+            other_curator=other,
+            accounts=accounts,
+            admin=accounts["admin"],
+            password=PAGES_PASSWORD,
+        )
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """A headless Debian Chromium browser; tests open their own contexts (a viewport, a login each)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: run `make browser-deps`")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

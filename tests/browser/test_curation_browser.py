@@ -66,6 +66,6 @@ def test_curator_labels_three_items_with_the_keyboard_and_reads_a_well_probabili
     page.click(f"#well-{site.queued_wells[0]}")  # a well with images and a user score
     page.wait_for_selector("#well-images img")
     _wait_images(page)
-    page.check("#show-users")
+    page.select_option("#view", "users")
     page.screenshot(path=str(SHOTS / "plate-users-and-well.png"), full_page=True)
     assert (SHOTS / "curate.png").stat().st_size > 10_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -16,7 +17,15 @@ from axis_adapters.auth import (
     require_role,
     token_from_request,
 )
-from axis_adapters.curation_repo import ItemClosed, ItemDetail, ItemNotFound, QueueItem
+from axis_adapters.curation_repo import (
+    ImageRef,
+    ItemClosed,
+    ItemDetail,
+    ItemNotFound,
+    NoLabelOfYours,
+    QueueFilter,
+    QueueItem,
+)
 from axis_adapters.objectstore import ForbiddenBucket, ObjectMissing, ObjectStoreUnavailable, parse_uri
 from axis_contracts.scheme import UnknownScoreClass
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -28,6 +37,11 @@ from axis_curation.context import Services
 router = APIRouter(prefix="/v1")
 Curator = Annotated[Account, Depends(require_role("curator"))]
 Admin = Annotated[Account, Depends(require_role("admin"))]
+Reader = Annotated[Account, Depends(require_role("scientist"))]  # scientists, curators and admins
+QueueKind = Literal[
+    "ml_crystal_human_other", "ml_other_human_crystal", "near_threshold", "modes_disagree", "unreliable_user"
+]
+QueueSort = Literal["priority", "probability", "probability_desc", "oldest", "others_first"]
 ItemId = Annotated[int, Path(ge=1, le=2**63 - 1, description="queue item (discrepancy) id")]
 
 
@@ -63,7 +77,7 @@ class NewAccount(BaseModel):
 
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
-    role: Literal["curator", "admin", "lims"] = "curator"
+    role: Literal["curator", "admin", "lims", "scientist"] = "curator"
 
 
 class LabelIn(BaseModel):
@@ -74,18 +88,45 @@ class LabelIn(BaseModel):
 
 
 class QueuePage(BaseModel):
-    """Open items for the calling curator."""
+    """Open items for the calling curator: all of them (``count``) and those the filters keep (``matching``)."""
 
     count: int
+    matching: int
     consensus_min: int
     items: list[QueueItem]
+    plates: list[str] = Field(default_factory=list, description="plates with open items for the caller")
+
+
+class ModeScoreView(BaseModel):
+    """One mode's latest score of the item's inspection, with the label at that model's threshold."""
+
+    mode: str
+    probability: float
+    threshold: float
+    label: Literal["crystal", "other"]
+    model_name: str
+    model_version: str
+
+
+class InspectionRef(BaseModel):
+    """One inspection of the item's drop (the time series strip)."""
+
+    inspection_id: str
+    imaged_at: datetime
+    fused_probability: float | None
+    label: str | None
+    images: list[ImageRef]
+    current: bool
 
 
 class ItemView(ItemDetail):
-    """An item as a curator sees it: plus the user score's colour and the caller's own latest label."""
+    """An item as a curator sees it: plus the user score's colour, the caller's own latest label, the per-mode
+    scores and the drop's inspections."""
 
     human_colour: str
     my_label: str | None
+    mode_scores: list[ModeScoreView]
+    history: list[InspectionRef]
 
 
 class LabelResult(BaseModel):
@@ -157,11 +198,37 @@ def create_account(body: NewAccount, request: Request, admin: Admin) -> dict[str
 
 
 @router.get("/queue", response_model=QueuePage, tags=["curation"])
-def queue(request: Request, account: Curator, limit: Annotated[int | None, Query(ge=1, le=1000)] = None) -> QueuePage:
-    """Open disagreements the caller has not labelled yet, oldest first."""
+def queue(
+    request: Request,
+    account: Curator,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    plate: Annotated[str | None, Query(max_length=64, description="only this plate")] = None,
+    kind: Annotated[QueueKind | None, Query(description="kind of disagreement or why an agreement is here")] = None,
+    min_p: Annotated[float | None, Query(ge=0, le=1, description="ML probability at least")] = None,
+    max_p: Annotated[float | None, Query(ge=0, le=1, description="ML probability at most")] = None,
+    others: Annotated[bool, Query(description="only items another curator labelled")] = False,
+    sort: QueueSort = "priority",
+    skip: Annotated[list[int] | None, Query(max_length=500, description="items skipped in this session")] = None,
+) -> QueuePage:
+    """Open items the caller has not labelled yet, filtered and sorted (default: most valuable first)."""
     svc = services_of(request)
-    count, items = svc.repo.queue(account.username, limit or svc.options.queue_page)
-    return QueuePage(count=count, consensus_min=svc.options.consensus_min, items=items)
+    filters = QueueFilter(
+        plate=plate or None,
+        kind=kind,
+        min_probability=min_p,
+        max_probability=max_p,
+        others_labelled=others,
+        sort=sort,
+        exclude=tuple(i for i in (skip or []) if 0 < i < 2**63),
+    )
+    count, matching, items = svc.repo.queue_page(account.username, limit or svc.options.queue_page, filters)
+    return QueuePage(
+        count=count,
+        matching=matching,
+        consensus_min=svc.options.consensus_min,
+        items=items,
+        plates=svc.repo.queue_plates(account.username),
+    )
 
 
 def _colour(svc: Services, raw_class: str) -> str:
@@ -181,27 +248,59 @@ def get_item(item_id: ItemId, request: Request, account: Curator) -> ItemView:
         raise HTTPException(status_code=404, detail=str(exc)) from None
     mine = [lab.label for lab in item.labels if lab.curator == account.username]
     colour = _colour(svc, item.human_class)
-    return ItemView(**item.model_dump(), human_colour=colour, my_label=mine[-1] if mine else None)
+    modes = [
+        ModeScoreView(**m, label="crystal" if m["probability"] >= m["threshold"] else "other")
+        for m in svc.repo.mode_scores(item.inspection_id)
+    ]
+    history = [
+        InspectionRef(**h, current=h["inspection_id"] == item.inspection_id)
+        for h in svc.repo.drop_history(item.plate_barcode, item.well, item.drop)
+    ]
+    return ItemView(
+        **item.model_dump(),
+        human_colour=colour,
+        my_label=mine[-1] if mine else None,
+        mode_scores=modes,
+        history=history,
+    )
 
 
-@router.post("/items/{item_id}/labels", status_code=201, response_model=LabelResult, tags=["curation"])
-def add_label(item_id: ItemId, body: LabelIn, request: Request, account: Curator) -> LabelResult:
-    """Store the caller's label (who and when) and apply the consensus rule."""
-    svc = services_of(request)
+def _decider(svc: Services) -> Callable[[list[tuple[str, str, datetime]]], tuple[str, str | None]]:
     rule = svc.rule
 
     def decider(votes: list[tuple[str, str, datetime]]) -> tuple[str, str | None]:
         d = decide([Vote(c, lab, at) for c, lab, at in votes], rule)  # type: ignore[arg-type]
         return d.status, d.resolved_label
 
+    return decider
+
+
+@router.post("/items/{item_id}/labels", status_code=201, response_model=LabelResult, tags=["curation"])
+def add_label(item_id: ItemId, body: LabelIn, request: Request, account: Curator) -> LabelResult:
+    """Store the caller's label (who and when) and apply the consensus rule."""
+    svc = services_of(request)
     try:
-        item = svc.repo.add_label(item_id, account.username, body.label, body.comment.strip(), decider)
+        item = svc.repo.add_label(item_id, account.username, body.label, body.comment.strip(), _decider(svc))
     except ItemNotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
     except ItemClosed as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
     remaining, _ = svc.repo.queue(account.username, 1)
     return LabelResult(item=item, label=body.label, remaining=remaining)
+
+
+@router.delete("/items/{item_id}/labels/mine", response_model=LabelResult, tags=["curation"])
+def undo_label(item_id: ItemId, request: Request, account: Curator) -> LabelResult:
+    """Take back the caller's latest label of an item (undo); the consensus rule is applied again."""
+    svc = services_of(request)
+    try:
+        item, removed = svc.repo.remove_last_label(item_id, account.username, _decider(svc))
+    except (ItemNotFound, NoLabelOfYours) as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except ItemClosed as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    remaining, _ = svc.repo.queue(account.username, 1)
+    return LabelResult(item=item, label=removed, remaining=remaining)
 
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -236,7 +335,7 @@ def _browser_image(data: bytes, max_side: int | None) -> tuple[bytes, str]:
 @router.get("/images", tags=["curation"])
 def get_image(
     request: Request,
-    account: Curator,
+    account: Reader,
     uri: Annotated[str, Query(min_length=6, max_length=1024, description="s3://bucket/key of the image")],
     max_side: Annotated[int | None, Query(ge=16, le=4096, description="downscale to at most this size")] = None,
 ) -> Response:

@@ -1,7 +1,7 @@
 """``GET /v1/patch-map``: where the model sees crystals in one image, for the overlay of the curator and well views.
 
 The map is computed by the inference side (``python -m axis_inference.patchmaps``, the champion of each mode);
-this service only checks the curator and the bucket and passes the map on.
+this service only checks the caller's role (scientist, curator or admin) and the bucket and passes the map on.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Any, Protocol
 from axis_adapters.objectstore import ForbiddenBucket, parse_uri
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from axis_curation.api_curate import Curator, services_of
+from axis_curation.api_curate import Reader, services_of
 
 router = APIRouter(prefix="/v1")
 
@@ -60,7 +60,7 @@ class HttpPatchMapSource:
 @router.get("/patch-map", tags=["curation"])
 def get_patch_map(
     request: Request,
-    account: Curator,
+    account: Reader,
     uri: Annotated[str, Query(min_length=6, max_length=1024, description="s3://bucket/key of the image")],
     mode: Annotated[str, Query(pattern="^(visible|uv)$", description="imaging mode of the image")],
 ) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Plate map JSON API: plates, one plate's wells, one well's history."""
+"""Plate map JSON API: plates, one plate's wells as of an imaging round, one well's history.
+
+Read-only: scientists, curators and admins (role ``scientist`` or one that implies it).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,13 @@ from typing import Annotated, Any
 
 from axis_adapters.auth import Account, require_role
 from axis_contracts.wells import PlateType, validate_well
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from axis_curation.api_curate import services_of
-from axis_curation.platemap import PlateView, plate_view
+from axis_curation.platemap import PlateView, class_title, imaging_rounds, plate_view
 
 router = APIRouter(prefix="/v1", tags=["plates"])
-Viewer = Annotated[Account, Depends(require_role("curator"))]
+Viewer = Annotated[Account, Depends(require_role("scientist"))]
 Barcode = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 
 
@@ -22,14 +25,26 @@ def list_plates(request: Request, account: Viewer) -> dict[str, Any]:
     return {"plates": services_of(request).repo.plates()}
 
 
-@router.get("/plates/{barcode}", response_model=PlateView)
-def get_plate(barcode: Barcode, request: Request, account: Viewer) -> PlateView:
-    """Every well of a plate: fused ML probability (latest inspection), colour, model version, user score."""
+@router.get("/plates/{barcode}", response_model=PlateView, response_model_exclude_none=True)
+def get_plate(
+    barcode: Barcode,
+    request: Request,
+    account: Viewer,
+    at: Annotated[int | None, Query(alias="round", ge=0, le=100_000, description="imaging round, 0 = first")] = None,
+) -> PlateView:
+    """Every well of a plate as of one imaging round: fused ML probability and label, colour, model version,
+    user score and whether they disagree. Fields without a value are left out (compact for 1536 wells)."""
     svc = services_of(request)
-    rows = svc.repo.plate_wells(barcode)
-    if not rows:
+    rounds = imaging_rounds(svc.repo.plate_times(barcode))
+    if not rounds:
         raise HTTPException(status_code=404, detail=f"no images or scores for plate {barcode!r}")
-    return plate_view(barcode, rows, svc.options.score_scheme)
+    if at is not None and at >= len(rounds):
+        raise HTTPException(
+            status_code=404, detail=f"plate {barcode} has {len(rounds)} imaging rounds (0 … {len(rounds) - 1})"
+        )
+    selected = len(rounds) - 1 if at is None else at
+    rows = svc.repo.plate_wells(barcode, until=rounds[selected].ended_at)
+    return plate_view(barcode, rows, svc.options.score_scheme, rounds=rounds, selected=selected)
 
 
 @router.get("/plates/{barcode}/wells/{well}")
@@ -39,7 +54,8 @@ def get_well(
     request: Request,
     account: Viewer,
 ) -> dict[str, Any]:
-    """A well's history: images per inspection, per-image scores per model version, user scores, curator labels."""
+    """A well's history: images per inspection, per-image scores per model version, user scores, curator labels,
+    the queue items of its drops; every row with its inspection and imaging time."""
     svc = services_of(request)
     try:
         name = validate_well(well, PlateType.WELLS_1536)
@@ -50,6 +66,7 @@ def get_well(
         raise HTTPException(status_code=404, detail=f"nothing recorded for {barcode} {name}")
     scheme = svc.options.score_scheme
     for us in history["user_scores"]:
+        us["title"] = class_title(us["raw_class"])
         try:
             us["colour"] = scheme.colour(us["raw_class"])
         except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,11 +11,12 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
-from axis_adapters.auth import token_from_request
+from axis_adapters.auth import ROLE_PURPOSE, Account, token_from_request
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
@@ -27,6 +29,16 @@ _CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+
+
+class _TextGZip(GZipMiddleware):
+    """gzip for JSON, pages and scripts; image bytes (already compressed) pass as they are."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") == "/v1/images":
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _field_of(err: dict[str, Any]) -> str:
@@ -42,14 +54,37 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content=jsonable_encoder({"detail": detail, "message": message}))
 
 
-def _page(name: str) -> Callable[[Request], Awaitable[Response]]:
+def _refusal(account: Account, role: str, what: str, admins: list[str]) -> HTMLResponse:
+    """A page that says what was refused, which role it needs and whom to ask (403)."""
+    ask = ", ".join(admins) if admins else "the person who runs this curation service"
+    page = (STATIC / "refused.html").read_text()
+    fields = {
+        "what": what,
+        "role": role,
+        "role_purpose": ROLE_PURPOSE.get(role, ""),
+        "user": account.username,
+        "user_role": account.role,
+        "user_role_purpose": ROLE_PURPOSE.get(account.role, ""),
+        "ask": ask,
+    }
+    for key, value in fields.items():
+        page = page.replace("{{" + key + "}}", html.escape(value))
+    return HTMLResponse(page, status_code=403)
+
+
+def _page(name: str, role: str, what: str) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
         services: Services = request.app.state.services
         token = token_from_request(request)
         account = await run_in_threadpool(services.authenticator.resolve, token) if token else None
         if account is None:
-            target = quote(str(request.url.path), safe="/")
+            # the query too (a link to a well, ?well=B3&round=0, survives the login)
+            path = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
+            target = quote(path, safe="")
             return RedirectResponse(f"/login?next={target}", status_code=303)
+        if not account.has_role(role):
+            admins = await run_in_threadpool(services.repo.admins)
+            return _refusal(account, role, what, admins)
         return FileResponse(str(STATIC / name), media_type="text/html")
 
     return handler
@@ -77,6 +112,8 @@ def create_app(services: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     app.state.services = services
     app.state.authenticator = services.authenticator
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # plate maps of 1536 wells and the queue's JSON shrink ~10x; images (already compressed) are left alone
+    app.add_middleware(_TextGZip, minimum_size=1024, compresslevel=6)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -106,8 +143,12 @@ def create_app(services: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     def login_page() -> FileResponse:
         return FileResponse(str(STATIC / "login.html"), media_type="text/html")
 
-    app.add_api_route("/curate", _page("curate.html"), methods=["GET"], include_in_schema=False)
-    app.add_api_route("/plates", _page("plates.html"), methods=["GET"], include_in_schema=False)
-    app.add_api_route("/plates/{barcode}", _page("plate.html"), methods=["GET"], include_in_schema=False)
-    app.add_api_route("/datasets", _page("datasets.html"), methods=["GET"], include_in_schema=False)
+    pages = (
+        ("/curate", "curate.html", "curator", "the curator queue"),
+        ("/plates", "plates.html", "scientist", "the plate list"),
+        ("/plates/{barcode}", "plate.html", "scientist", "the plate map"),
+        ("/datasets", "datasets.html", "scientist", "the datasets page"),
+    )
+    for path, name, role, what in pages:
+        app.add_api_route(path, _page(name, role, what), methods=["GET"], include_in_schema=False)
     return app

@@ -30,3 +30,24 @@ def crystal_fill(probability: float) -> str:
     """CSS colour of a well: the crystal green at the scale's opacity."""
     r, g, b = CRYSTAL_GREEN
     return f"rgba({r}, {g}, {b}, {crystal_alpha(probability):.3f})"
+
+
+def display_colour(hex_colour: str, *, max_luminance: float = 0.45) -> str:
+    """A scheme colour that stays visible on the page's white: too light ones (``clear`` #f2f2f2 would look
+    like an empty well) are darkened, keeping their hue, until their relative luminance is ``max_luminance``."""
+    text = hex_colour.strip().lstrip("#")
+    if len(text) != 6:
+        return hex_colour
+    try:
+        rgb = [int(text[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    except ValueError:
+        return hex_colour
+
+    def luminance(c: list[float]) -> float:
+        lin = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    k = 1.0
+    while luminance([x * k for x in rgb]) > max_luminance and k > 0.05:
+        k -= 0.02
+    return "#" + "".join(f"{round(x * k * 255):02x}" for x in rgb)

@@ -1,20 +1,25 @@
-"""Plate-map view: every well of the plate with its fused ML probability, colour and latest user score."""
+"""Plate-map view: every well with its fused ML probability and label, its latest user score, and whether they
+disagree, as of one imaging round of the plate (the inspection selector)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from axis_contracts.scheme import ScoreScheme, UnknownScoreClass
 from axis_contracts.wells import PlateType, geometry, parse_well, row_names
 from pydantic import BaseModel
 
-from axis_curation.colours import crystal_alpha, crystal_fill
+from axis_curation.colours import crystal_alpha, crystal_fill, display_colour
+
+# A plate is imaged well after well; a pause longer than this starts the next imaging round (inspection).
+ROUND_GAP = timedelta(hours=2)
 
 
 class UserScoreView(BaseModel):
-    """The latest user score of a drop, in the facility's colours."""
+    """The latest user score of a drop, in the facility's colours (the page draws ``legend``'s display colour)."""
 
     raw_class: str
     label: str
@@ -24,21 +29,20 @@ class UserScoreView(BaseModel):
 
 
 class DropView(BaseModel):
-    """The latest inspection of one drop."""
+    """One drop's inspection in the selected round (compact: the well carries the model)."""
 
     drop: int
     inspection_id: str
     imaged_at: datetime
     probability: float | None
     ml_label: str | None
-    model_name: str | None
-    model_version: str | None
-    mode_scores: dict[str, Any] | None
-    user_score: UserScoreView | None
+    modes: dict[str, float] | None = None  # per-mode probability, visible first
+    user_class: str | None = None
 
 
 class WellView(BaseModel):
-    """One well: the highest probability over its drops decides its colour."""
+    """One well: the highest probability over its drops decides its colour; ``disagrees`` marks a drop whose
+    ML label and user label differ."""
 
     well: str
     row: int
@@ -46,26 +50,75 @@ class WellView(BaseModel):
     probability: float | None
     alpha: float
     fill: str
+    ml_label: str | None = None
     model_name: str | None
     model_version: str | None
     user_score: UserScoreView | None
+    disagrees: bool = False
     drops: list[DropView]
 
 
+class ClassView(BaseModel):
+    """A user-score class as the legend shows it."""
+
+    name: str
+    title: str
+    label: str
+    colour: str
+
+
+class ImagingRound(BaseModel):
+    """One imaging round of the plate: the drops imaged between ``started_at`` and ``ended_at``."""
+
+    index: int
+    started_at: datetime
+    ended_at: datetime
+    inspections: int
+
+
 class PlateView(BaseModel):
-    """The whole plate, row by row."""
+    """The whole plate, row by row, as of ``rounds[selected]``."""
 
     barcode: str
     plate_type: str
     rows: list[str]
     columns: int
     scored_wells: int
+    disagreements: int
     legend: dict[str, str]
+    classes: list[ClassView]
     colour_scale: str
+    rounds: list[ImagingRound]
+    selected: int | None
     wells: list[WellView]
 
 
-SCALE_TEXT = "alpha = clamp((p - 0.4) / 0.6, 0, 1) ^ 0.7 of rgb(0,150,60): below 40 % invisible"
+SCALE_TEXT = "ML P(crystal) as the strength of the green: none below 40 %, rising quickly above, full at 100 %"
+
+
+def class_title(raw: str) -> str:
+    """A class name as people write it: ``single_crystals`` -> ``Single crystals``."""
+    text = raw.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: datetime
+    end: datetime
+    count: int
+
+
+def imaging_rounds(times: Sequence[tuple[datetime, int]], gap: timedelta = ROUND_GAP) -> list[ImagingRound]:
+    """Group a plate's (imaging time, inspections) into rounds, oldest first: a pause over ``gap`` starts one."""
+    spans: list[_Span] = []
+    for at, n in sorted(times):
+        if spans and at - spans[-1].end <= gap:
+            last = spans[-1]
+            spans[-1] = _Span(last.start, at, last.count + n)
+        else:
+            spans.append(_Span(at, at, n))
+    return [ImagingRound(index=i, started_at=s.start, ended_at=s.end, inspections=s.count) for i, s in enumerate(spans)]
 
 
 def _user_score(row: Mapping[str, Any], scheme: ScoreScheme) -> UserScoreView | None:
@@ -85,36 +138,50 @@ def _user_score(row: Mapping[str, Any], scheme: ScoreScheme) -> UserScoreView | 
     )
 
 
-def plate_view(barcode: str, rows: Sequence[Mapping[str, Any]], scheme: ScoreScheme) -> PlateView:
-    """Build the plate map from the repo's latest-inspection rows (one per well and drop)."""
+def _modes(raw: Any) -> dict[str, float] | None:
+    """Per-mode probabilities from inspection_scores.mode_scores ({mode: {probability, …}}), visible first."""
+    if not isinstance(raw, Mapping):
+        return None
+    out = {m: float(v["probability"]) for m, v in raw.items() if isinstance(v, Mapping) and "probability" in v}
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] != "visible", kv[0]))) or None
+
+
+def plate_view(
+    barcode: str,
+    rows: Sequence[Mapping[str, Any]],
+    scheme: ScoreScheme,
+    *,
+    rounds: Sequence[ImagingRound] = (),
+    selected: int | None = None,
+) -> PlateView:
+    """Build the plate map from the repo's rows (one per well and drop, the selected round's inspections)."""
     plate_type = PlateType(rows[0]["plate_type"]) if rows else PlateType.WELLS_96
     n_rows, n_cols = geometry(plate_type)
     names = row_names(plate_type)
-    by_well: dict[str, list[DropView]] = {}
+    by_well: dict[str, list[tuple[DropView, UserScoreView | None, Mapping[str, Any]]]] = {}
     for r in rows:
         prob = r.get("fused_probability")
-        by_well.setdefault(r["well"], []).append(
-            DropView(
-                drop=r["drop"],
-                inspection_id=r["inspection_id"],
-                imaged_at=r["imaged_at"],
-                probability=None if prob is None else float(prob),
-                ml_label=r.get("ml_label"),
-                model_name=r.get("model_name"),
-                model_version=r.get("model_version"),
-                mode_scores=r.get("mode_scores"),
-                user_score=_user_score(r, scheme),
-            )
+        user = _user_score(r, scheme)
+        drop = DropView(
+            drop=r["drop"],
+            inspection_id=r["inspection_id"],
+            imaged_at=r["imaged_at"],
+            probability=None if prob is None else float(prob),
+            ml_label=r.get("ml_label"),
+            modes=_modes(r.get("mode_scores")),
+            user_class=user.raw_class if user else None,
         )
+        by_well.setdefault(r["well"], []).append((drop, user, r))
     wells: list[WellView] = []
     for ri in range(n_rows):
         for ci in range(n_cols):
             name = f"{names[ri]}{ci + 1}"
-            drops = sorted(by_well.get(name, []), key=lambda d: d.drop)
-            scored = [d for d in drops if d.probability is not None]
-            best = max(scored, key=lambda d: d.probability or 0.0) if scored else None
-            p = best.probability if best else None
-            user = next((d.user_score for d in drops if d.user_score is not None), None)
+            entries = sorted(by_well.get(name, []), key=lambda e: e[0].drop)
+            scored = [e for e in entries if e[0].probability is not None]
+            best = max(scored, key=lambda e: e[0].probability or 0.0) if scored else None
+            p = best[0].probability if best else None
+            user = next((u for _, u, _ in entries if u is not None), None)
+            disagrees = any(d.ml_label and u and u.label and d.ml_label != u.label for d, u, _ in entries)
             wells.append(
                 WellView(
                     well=name,
@@ -123,21 +190,30 @@ def plate_view(barcode: str, rows: Sequence[Mapping[str, Any]], scheme: ScoreSch
                     probability=p,
                     alpha=crystal_alpha(p) if p is not None else 0.0,
                     fill=crystal_fill(p) if p is not None else "transparent",
-                    model_name=best.model_name if best else None,
-                    model_version=best.model_version if best else None,
+                    ml_label=best[0].ml_label if best else None,
+                    model_name=best[2].get("model_name") if best else None,
+                    model_version=best[2].get("model_version") if best else None,
                     user_score=user,
-                    drops=drops,
+                    disagrees=bool(disagrees),
+                    drops=[e[0] for e in entries],
                 )
             )
-    legend = dict(scheme.colours)
+    classes = [
+        ClassView(name=c, title=class_title(c), label=label, colour=display_colour(scheme.colours.get(c, "#999999")))
+        for c, label in scheme.classes.items()
+    ]
     return PlateView(
         barcode=barcode,
         plate_type=plate_type.value,
         rows=names,
         columns=n_cols,
         scored_wells=sum(1 for w in wells if w.probability is not None),
-        legend=legend,
+        disagreements=sum(1 for w in wells if w.disagrees),
+        legend={c.name: c.colour for c in classes},
+        classes=classes,
         colour_scale=SCALE_TEXT,
+        rounds=list(rounds),
+        selected=selected,
         wells=wells,
     )
 

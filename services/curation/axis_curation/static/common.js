@@ -13,13 +13,23 @@ async function api(path, options = {}) {
     throw new Error("not logged in");
   }
   const text = await resp.text();
-  const data = text ? JSON.parse(text) : null;
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (e) { data = { detail: text.slice(0, 200) }; }
   if (!resp.ok) {
     const msg = data && (data.message || (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail)));
-    throw new Error(msg || resp.statusText);
+    const err = new Error(msg || resp.statusText);
+    err.status = resp.status;
+    throw err;
   }
   return data;
 }
+
+// One order of imaging modes on every page: visible first, then UV.
+const MODES = ["visible", "uv"];
+function modeName(m) { return m === "uv" ? "UV" : m === "visible" ? "visible" : m; }
+function byMode(a, b) { return MODES.indexOf(a.imaging_mode || a.mode) - MODES.indexOf(b.imaging_mode || b.mode); }
+// user-score classes as people write them: single_crystals -> Single crystals
+function classTitle(raw) { const t = String(raw || "").replaceAll("_", " "); return t.charAt(0).toUpperCase() + t.slice(1); }
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -36,12 +46,26 @@ function el(tag, attrs = {}, ...children) {
 
 function pct(p) { return p === null || p === undefined ? "–" : (100 * p).toFixed(1) + " %"; }
 function imageUrl(uri, maxSide) { return "/v1/images?uri=" + encodeURIComponent(uri) + (maxSide ? "&max_side=" + maxSide : ""); }
-function when(iso) { return iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "–"; }
+// Times arrive as ISO 8601 with an offset (UTC from the API); a time without one is taken as UTC, never as local.
+function parseTime(iso) {
+  if (!iso) return null;
+  const s = String(iso);
+  return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(s) ? s : s + "Z");
+}
+const _clock = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+  minute: "2-digit", hour12: false, timeZoneName: "short" });
+// shown in the viewer's own time zone, with the zone named; the UTC time is in the element's title
+function when(iso) { const d = parseTime(iso); return d ? _clock.format(d) : "–"; }
+function utc(iso) { const d = parseTime(iso); return d ? d.toISOString().replace("T", " ").slice(0, 19) + " UTC" : ""; }
+function timeEl(tag, iso, attrs = {}) { return el(tag, Object.assign({ text: when(iso), title: utc(iso) }, attrs)); }
+
+function canCurate(me) { return me.role === "curator" || me.role === "admin"; }
 
 async function renderHeader(active) {
   const me = await api("/v1/me");
+  document.body.dataset.role = me.role;
   const nav = el("nav", {},
-    el("a", { href: "/curate", class: active === "curate" ? "active" : "" , text: "Curate" }),
+    canCurate(me) ? el("a", { href: "/curate", class: active === "curate" ? "active" : "", text: "Curate" }) : null,
     el("a", { href: "/plates", class: active === "plates" ? "active" : "", text: "Plates" }),
     el("a", { href: "/datasets", class: active === "datasets" ? "active" : "", text: "Datasets" }));
   const logout = el("button", { id: "logout", text: "Log out", onclick: async () => {

@@ -10,7 +10,9 @@ document.getElementById("login-form").addEventListener("submit", async (ev) => {
   const resp = await fetch("/v1/login", { method: "POST", body, credentials: "same-origin",
     headers: { "Content-Type": "application/json" } });
   if (!resp.ok) { err.textContent = resp.status === 401 ? "Unknown user or wrong password." : "Login failed (" + resp.status + ")."; return; }
+  const me = await resp.json();
+  const home = me.role === "curator" || me.role === "admin" ? "/curate" : "/plates";
   const next = new URLSearchParams(location.search).get("next");
   // only local paths: never redirect to another site
-  location.href = next && next.startsWith("/") && !next.startsWith("//") ? next : "/curate";
+  location.href = next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : home;
 });
