@@ -194,7 +194,11 @@ def _operation(op_id: str, raw: dict[str, Any], raw_channel: dict[str, Any], tab
         "tags": [{"name": party, "description": PARTIES[party]}],
     }
     if raw["action"] == "receive":
-        group = {"type": "string", "enum": [side.group]} if side.group else None
+        group: dict[str, Any] | None = None
+        if side.group and side.group.endswith("*"):  # a group per generation of a read model
+            group = {"type": "string", "pattern": "^" + side.group[:-1].replace(".", "\\.") + ".+$"}
+        elif side.group:
+            group = {"type": "string", "enum": [side.group]}
         binding: dict[str, Any] = {"bindingVersion": BINDING_VERSION}
         if group:
             binding["groupId"] = group
@@ -302,19 +306,40 @@ def _gateway_app() -> Any:
     return create_app(GatewayDeps(none, none, none, DEFAULT_SCHEME, SecretStr("not-used-by-the-schema")))
 
 
+async def _never(*_: Any) -> Any:
+    raise NotImplementedError
+
+
 def _health_app() -> Any:
     from axis_adapters.health_http import health_app
 
-    async def never() -> Any:
-        raise NotImplementedError
+    return health_app(_never, _never)  # as axis_adapters.lifecycle.start_health_server builds it
 
-    return health_app(never, never)
+
+def _inference_app() -> Any:
+    from axis_adapters.health_http import health_app
+
+    # the options axis_inference.service.InferenceService gives its HealthServer
+    return health_app(
+        _never, _never, metrics_json=_never, require_token=True, token_setting="AXIS_INFERENCE__METRICS_TOKEN"
+    )
+
+
+def _patch_map_app() -> Any:
+    from axis_adapters.health_http import health_app
+    from axis_inference.patchmaps import PatchMapRoutes
+
+    # the options PatchMapRoutes.server gives its HealthServer, over the real routes
+    routes = PatchMapRoutes(holder=cast(Any, None), store=cast(Any, None), max_bytes=1).routes()
+    return health_app(_never, None, require_token=True, token_setting="AXIS_INFERENCE__METRICS_TOKEN", routes=routes)
 
 
 OPENAPI_APPS: dict[str, tuple[str, Any]] = {
     "curation": ("curation service: curator queue, plate maps, datasets, accounts", _curation_app),
     "lims-gateway": ("discrepancy service's LIMS gateway: user scores over HTTP, statistics", _gateway_app),
     "service-health": ("/health and /metrics of the discrepancy and ingest services", _health_app),
+    "inference-health": ("/health and /metrics (bearer token) of the inference service", _inference_app),
+    "patch-maps": ("the inference side's patch-map server: /health and /v1/patch-map (bearer token)", _patch_map_app),
 }
 
 

@@ -9,7 +9,7 @@ message saying so.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -55,18 +55,12 @@ class Flow:
 
 def flows() -> dict[str, Flow]:
     """The flow of every event, by event type; consumer groups are read from the services' settings."""
-    from axis_discrepancy.settings import DiscrepancyOptions
     from axis_inference.settings import CONSUMER_GROUP as INFERENCE_GROUP
     from axis_inference.settings import InferenceOptions
     from axis_trainer.settings import CONSUMER_GROUP as TRAINER_GROUP
 
-    disc = DiscrepancyOptions()
     inf = InferenceOptions()
-    disc_batch = (
-        f"Micro-batches of up to {disc.max_records} records of both score topics (or {disc.batch_timeout_ms} ms), one "
-        "PostgreSQL transaction each; offsets are committed after it."
-    )
-    return {
+    table = {
         "ImageCaptured": Flow(
             key=EXPERIMENT_KEY,
             note=(
@@ -104,7 +98,6 @@ def flows() -> dict[str, Flow]:
                 ),
             ),
             receive=(
-                Side("discrepancy", disc_batch, disc.group_id),
                 Side(
                     "lims",
                     "Shows the scores to scientists. Uses its own consumer group (e.g. `lims`) from the earliest "
@@ -128,7 +121,7 @@ def flows() -> dict[str, Flow]:
                 ),
                 Side("lims-gateway", "Publishes each accepted `POST /v1/user-scores` (HTTP 202) once."),
             ),
-            receive=(Side("discrepancy", disc_batch, disc.group_id),),
+            receive=(),
         ),
         "DiscrepancyFound": Flow(
             key=EXPERIMENT_KEY,
@@ -158,6 +151,15 @@ def flows() -> dict[str, Flow]:
                     "the highest `revision` is the current one.",
                 ),
             ),
+            receive=(),
+        ),
+        "CuratorLabelled": Flow(
+            key=EXPERIMENT_KEY,
+            note=(
+                "A label, or the withdrawal of one (`withdraws`); `item_status` and `resolved_label` are the queue "
+                "item's state after it under the consensus rule."
+            ),
+            send=(Side("curation", "One event per label a curator gives or takes back (the curator queue)."),),
             receive=(),
         ),
         "DatasetExported": Flow(
@@ -201,13 +203,45 @@ def flows() -> dict[str, Flow]:
             key="the key of the rejected record, as it was (none when it had none, or when the broker refused the "
             "whole dead letter and the bare one, without the raw message, was sent)",
             nullable_key=True,
-            send=tuple(
-                Side(party, "Publishes each record it cannot process, once, with the reason; then goes on.")
-                for party in ("inference", "discrepancy", "trainer")
-            ),
+            send=(),  # every AXIS consumer: added by _with_consumers
             receive=(Side("operators", "Reads the whole topic without a consumer group; replays after a fix."),),
         ),
     }
+    return _with_consumers(table)
+
+
+def _with_consumers(table: dict[str, Flow]) -> dict[str, Flow]:
+    """Add the consumers whose topics the code lists: the discrepancy service's settings, curation's projector.
+
+    Every AXIS consumer dead-letters what it cannot process, so each also publishes DeadLetter.
+    """
+    from axis_contracts.events import TOPIC_EVENTS
+    from axis_curation.projector import CONSUMED, GROUP_PREFIX
+    from axis_curation.settings import CurationOptions
+    from axis_discrepancy.settings import DiscrepancyOptions
+
+    disc = DiscrepancyOptions()
+    disc_topics = [t for t in (disc.crystal_scored_topic, disc.user_scored_topic, disc.image_captured_topic) if t]
+    cur = CurationOptions()
+    added: dict[str, list[Side]] = {}
+    for topic in disc_topics:
+        how = (
+            f"Micro-batches of up to {disc.max_records} records of {', '.join(disc_topics)} (or "
+            f"{disc.batch_timeout_ms} ms), one PostgreSQL transaction each; offsets are committed after it."
+        )
+        added.setdefault(TOPIC_EVENTS[topic].__name__, []).append(Side("discrepancy", how, disc.group_id))
+    for topic in CONSUMED:
+        how = (
+            f"Keeps curation's read model: micro-batches of up to {cur.read_model_batch} records of "
+            f"{', '.join(CONSUMED)}, one PostgreSQL transaction each. The group is `{GROUP_PREFIX}-<generation>`: "
+            "a rebuild starts a new generation that reads every topic from the earliest offset."
+        )
+        added.setdefault(TOPIC_EVENTS[topic].__name__, []).append(Side("curation", how, f"{GROUP_PREFIX}-*"))
+    out = {n: replace(f, receive=(*f.receive, *added.get(n, ()))) for n, f in table.items()}
+    consumers = sorted({s.party for f in out.values() for s in f.receive} - {"lims", "operators"})
+    dead = Side("", "Publishes each record it cannot process, once, with the reason; then goes on.")
+    out["DeadLetter"] = replace(out["DeadLetter"], send=tuple(replace(dead, party=p) for p in consumers))
+    return out
 
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -321,6 +355,25 @@ def _compared() -> ev.Event:
     )
 
 
+def _labelled() -> ev.Event:
+    return ev.CuratorLabelled(
+        event_id=UUID("d7a2c9e4-3b1f-4e6d-9a8c-2f5e0b7d1c63"),
+        occurred_at=T0 + timedelta(hours=3),
+        producer="axis-curation",
+        queue_item_id=17,
+        inspection_id=INSPECTION,
+        plate_barcode="PL0042",
+        well="B3",
+        user_id="jdoe",
+        curator="curator-1",
+        label="crystal",
+        comment="small needles at the drop edge",
+        labelled_at=T0 + timedelta(hours=3),
+        item_status="resolved",
+        resolved_label="crystal",
+    )
+
+
 def _exported() -> ev.Event:
     base = "s3://axis-datasets/datasets/facility-train/4"
     return ev.DatasetExported(
@@ -398,6 +451,7 @@ EXAMPLES: dict[str, Callable[[], ev.Event]] = {
     "UserScored": _user,
     "DiscrepancyFound": _found,
     "ComparisonRecorded": _compared,
+    "CuratorLabelled": _labelled,
     "DatasetExported": _exported,
     "ModelRegistered": _registered,
     "ModelPromoted": _promoted,
