@@ -186,6 +186,9 @@ def test_a_job_reports_moving_progress_and_ends_in_a_version(site: Site) -> None
     measuring = [j["items_done"] for j in running if j["stage"] == "measuring"]
     assert measuring and measuring == sorted(measuring), f"measuring progress moves forward: {measuring}"
     assert any(0 < d < IMAGES for d in measuring), f"a part-way measuring figure was reported: {measuring}"
+    print(
+        "export job stages:", ", ".join(f"{s['stage']} {s['items']} in {s['seconds']:.2f} s" for s in final["stages"])
+    )
     log = {s["stage"]: s["items"] for s in final["stages"]}
     assert log == {"reading": IMAGES, "measuring": IMAGES, "building": IMAGES, "writing": 5, "registering": 1}
 

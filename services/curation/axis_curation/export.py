@@ -26,7 +26,7 @@ from axis_core.dataset import (
     stages,
 )
 from axis_core.dataset.model import ImageMeasurement, Item
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 __all__ = ["NAME_PATTERN", "DatasetExporter", "ExportRequest", "event_for", "next_version", "resolve_config"]
 
@@ -43,6 +43,13 @@ class ExportRequest(BaseModel):
     version: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: next integer for this name")
     config: dict[str, Any] = Field(default_factory=dict, description="DatasetConfig overrides (nested, partial)")
     plates: list[PlateBarcode] | None = Field(default=None, description="only candidates from these plates (test sets)")
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_route(cls, v: str) -> str:
+        if v == "jobs":
+            raise ValueError("'jobs' names the export jobs (/v1/datasets/jobs); choose another dataset name")
+        return v
 
 
 def event_for(record: DatasetRecord, producer: str) -> DatasetExported:
