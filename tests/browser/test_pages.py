@@ -312,6 +312,11 @@ def test_plate_map_has_no_overlapping_elements(pages_site: Any, browser: Any, wi
                 assert not overlaps(left, right), (left, right)
         legend = box(page, "#legend")
         assert legend is not None and not overlaps(legend, detail)
+        ticks = page.eval_on_selector_all("#legend .tick span, #legend .cls", BOXES)
+        for i, a in enumerate(ticks):
+            for b in ticks[i + 1 :]:
+                assert not overlaps(a, b), ("legend entries overlap", a, b)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scrolling"
         toolbar = page.eval_on_selector_all(".toolbar > *", BOXES)
         for i, a in enumerate(toolbar):
             for b in toolbar[i + 1 :]:

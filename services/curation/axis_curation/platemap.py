@@ -93,7 +93,7 @@ class PlateView(BaseModel):
     wells: list[WellView]
 
 
-SCALE_TEXT = "ML P(crystal) as the strength of the green: none below 40 %, rising quickly above, full at 100 %"
+SCALE_TEXT = "the stronger the green, the likelier a crystal: none below 40 %, rising quickly above, full at 100 %"
 
 
 def class_title(raw: str) -> str:

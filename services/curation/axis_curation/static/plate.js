@@ -161,14 +161,15 @@ async function openWell(w) {
   const items = (h.queue_items || []).map((q) => el("li", {}, canCurateHere && q.status === "open"
     ? el("a", { href: "/curate?item=" + q.item_id, text: "queue item #" + q.item_id }) : el("span", { text: "queue item #" + q.item_id }),
     " · " + q.status + " · " + (q.reason || "") + " · inspection of " + when(atOf(q.inspection_id))));
-  detail.replaceChildren(
+  detail.replaceChildren(...[
     el("h2", { text: "Well " + w.well + " · " + wellTitle(w).split(": ").slice(1).join(": ") }), thumbs,
     el("h2", { text: "This well over time" }), series,
     el("h2", { text: "ML scores per image and model version" }),
     table(["imaged", "drop", "mode", "P(crystal)", "label", "model", "scored"], scoreRows, "well-ml-scores"),
     el("h2", { text: "User scores" }), table(["imaged", "class", "label", "user", "scored"], userRows, "well-user-scores"),
     el("h2", { text: "Curator labels" }), table(["imaged", "label", "curator", "comment", "labelled"], curatorRows, "well-curator-labels"),
-    items.length ? el("h2", { text: "In the curator queue" }) : null, items.length ? el("ul", { id: "well-queue" }, ...items) : null);
+    items.length ? el("h2", { text: "In the curator queue" }) : null, items.length ? el("ul", { id: "well-queue" }, ...items) : null,
+  ].filter(Boolean));
 }
 
 async function load(round) {
