@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,30 @@ def _table(evals: list[VersionEval]) -> list[str]:
     return lines
 
 
+def account_lines(ctx: DemoContext) -> list[str]:
+    """The demo's logins for the pages (with a read-only scientist made now), as the owner-only file keeps them."""
+    from axis_cli.demo_http import ADMIN_USER, ensure_account
+
+    admin = ctx.admin
+    if admin is not None:
+        try:
+            ensure_account(
+                ctx.accounts_file,
+                "demo-scientist",
+                base_url=ctx.curation_url,
+                create=lambda user, pw: admin.create_account(user, pw, "scientist"),
+                suffix=ctx.tag,
+            )
+        except RuntimeError as exc:
+            print(f"could not create the demo's scientist account: {exc}", flush=True)
+    known = json.loads(ctx.accounts_file.read_text()) if ctx.accounts_file.exists() else {}
+    roles = {ADMIN_USER: "admin", "demo-scientist": "scientist (read-only)"}
+    lines = [f"  logins         (user / password / role; kept in {ctx.accounts_file}, see docs/curation.md)"]
+    for base, (user, password) in sorted(known.items(), key=lambda kv: kv[0] != ADMIN_USER):
+        lines.append(f"    {user} / {password} / {roles.get(base, 'curator')}")
+    return lines
+
+
 def report(ctx: DemoContext) -> None:
     """Evaluate both generations on the test manifest, write the plot and summary, print the table."""
     test = ctx.counts.test_set
@@ -147,6 +172,7 @@ def report(ctx: DemoContext) -> None:
         f"  MLflow UI      {ctx.stack.mlflow_uri}",
         f"  plot           {plot}",
         f"  logs           {ctx.opts.data_dir / 'logs'}",
+        *account_lines(ctx),
     ]
     print("\n".join(lines), flush=True)
     ctx.last_line = loop_line(before, after)
