@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from axis_adapters.curation_repo import DatasetExists, DatasetRecord
 
 # two-key advisory locks (class, job id): a space apart from the one-key locks of the migrations and names
-_JOB_LOCK_CLASS = 4_240_900
+JOB_LOCK_CLASS = 4_240_900
 UNFINISHED = ("queued", "running")
 
 
@@ -201,7 +201,7 @@ class ExportJobsRepo:
                 for candidate in ids:
                     if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", _key(candidate)).fetchone()[0]:  # type: ignore[index]
                         continue
-                    job = self._start(conn, candidate, max_attempts)
+                    job = self.start_claimed(conn, candidate, max_attempts)
                     if job is None:
                         conn.execute("SELECT pg_advisory_unlock(%s, %s)", _key(candidate))
                         continue
@@ -220,7 +220,10 @@ class ExportJobsRepo:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def _start(self, conn: psycopg.Connection[Any], job_id: int, max_attempts: int) -> ExportJob | None:
+    @staticmethod
+    def start_claimed(conn: psycopg.Connection[Any], job_id: int, max_attempts: int = 3) -> ExportJob | None:
+        """Mark a job whose advisory lock ``conn`` holds as running (attempt + 1); None when it is finished or
+        was given up (claimed ``max_attempts`` times already)."""
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute("SELECT state, attempts FROM export_jobs WHERE id = %s", (job_id,))
             row = cur.fetchone()
@@ -361,7 +364,7 @@ class ExportJobsRepo:
 
 
 def _key(job_id: int) -> tuple[int, int]:
-    return (_JOB_LOCK_CLASS, job_id)
+    return (JOB_LOCK_CLASS, job_id)
 
 
 def _conflict(name: str, version: str, job: dict[str, Any]) -> str:

@@ -34,6 +34,10 @@ class DatasetSite:
     username: str
     first: dict[str, Any]
     second: dict[str, Any]
+    services: Any
+    postgres: Any
+    plates: list[str]
+    config: dict[str, Any]
 
 
 def _png(rng: np.random.Generator) -> bytes:
@@ -85,18 +89,24 @@ def dataset_site(stack: StackInfo) -> Iterator[DatasetSite]:
             second = export_and_wait(
                 c, {"name": name, "plates": [f"{run}-P0", f"{run}-P1", f"{run}-P2"], "config": config}
             )
-        yield DatasetSite(srv.url, name, username, first, second)
+        plates = [f"{run}-P0", f"{run}-P1", f"{run}-P2"]
+        yield DatasetSite(srv.url, name, username, first, second, services, settings.postgres, plates, config)
+
+
+def _open_datasets_page(page: Any, site: DatasetSite) -> None:
+    page.goto(site.url + "/datasets")
+    if "/login" in page.url:
+        page.fill("#username", site.username)
+        page.fill("#password", PASSWORD)
+        page.click("#login-button")
+        page.wait_for_url(site.url + "/datasets")
 
 
 def test_admin_opens_a_qc_report_sees_the_diff_and_downloads_the_manifest(
     dataset_site: DatasetSite, browser_page: Any
 ) -> None:
     page, site = browser_page, dataset_site
-    page.goto(site.url + "/datasets")
-    page.fill("#username", site.username)
-    page.fill("#password", PASSWORD)
-    page.click("#login-button")
-    page.wait_for_url(site.url + "/datasets")
+    _open_datasets_page(page, site)
     page.wait_for_selector(f"#datasets tr[data-key='{site.name}/2']")
     # the finished export jobs are listed with their state
     page.wait_for_selector("#jobs-panel:not([hidden])")
@@ -127,3 +137,45 @@ def test_admin_opens_a_qc_report_sees_the_diff_and_downloads_the_manifest(
     assert len(rows) == site.second["counts"]["all"]["images"]
     anonymous = httpx.get(f"{site.url}/v1/datasets/{site.name}/2/files/manifest.jsonl")
     assert anonymous.status_code == 401, "a download needs a login (the page sent its session cookie)"
+
+
+def test_admin_follows_an_export_job_from_the_form_to_its_new_version(
+    dataset_site: DatasetSite, browser_page: Any
+) -> None:
+    from axis_adapters.db import connect
+    from axis_adapters.export_jobs_repo import JOB_LOCK_CLASS, Claim, ExportJobsRepo
+
+    page, site = browser_page, dataset_site
+    runner = site.services.exports
+    runner.stop()
+    # This test is the runner of the job for a while, so that its progress can be shown: it holds the claim locks
+    # of the next job ids before the form creates the job, so that no other runner of the session takes it.
+    with connect(site.postgres, autocommit=True) as conn:
+        row = conn.execute("SELECT coalesce(max(id), 0) FROM export_jobs").fetchone()
+        ids = range(int(row[0] if row else 0) + 1, int(row[0] if row else 0) + 11)
+        for i in ids:
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", (JOB_LOCK_CLASS, i))
+        _open_datasets_page(page, site)
+        page.fill("#name", site.name)
+        page.fill("#plates", ",".join(site.plates))
+        page.fill("#config", json.dumps(site.config))
+        page.click("#export-form button[type=submit]")
+        page.wait_for_selector("#jobs tr[data-state=queued]")
+        assert "started" in (page.text_content("#export-result") or "")
+        job_id = int(page.get_attribute("#jobs tr[data-state=queued]", "data-job") or "0")
+        assert job_id in ids
+        for i in ids:
+            if i != job_id:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (JOB_LOCK_CLASS, i))
+        job = ExportJobsRepo.start_claimed(conn, job_id)
+        assert job is not None
+        ExportJobsRepo.progress(Claim(job, conn), "measuring", 40, 100)
+        bar = page.wait_for_selector(f"#jobs tr[data-job='{job_id}'][data-state=running] progress")
+        assert bar is not None and (bar.get_attribute("value"), bar.get_attribute("max")) == ("40", "100")
+        text = page.text_content(f"#jobs tr[data-job='{job_id}']") or ""
+        assert "measuring" in text and "40 / 100" in text, text
+        page.screenshot(path=str(SHOTS / "datasets-export-running.png"), full_page=True)
+    # the claim ended with its connection, as if its runner had been killed: the restarted runner finishes the job
+    runner.start()
+    page.wait_for_selector(f"#jobs tr[data-job='{job_id}'][data-state=succeeded]", timeout=120_000)
+    page.wait_for_selector(f"#datasets tr[data-key='{site.name}/3']")

@@ -197,10 +197,10 @@ class ExportJobRunner:
 
     # the thread ----------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Start the runner thread (``loop``: where the broker's publisher lives)."""
+        """Start the runner thread (``loop``: where the broker's publisher lives; kept from an earlier start)."""
         if self._thread is not None:
             return
-        self._loop = loop
+        self._loop = loop or self._loop
         self._stop.clear()
         self._thread = threading.Thread(target=self._serve, name="export-jobs", daemon=True)
         self._thread.start()
