@@ -73,11 +73,12 @@ class PgScoresTx:
         self._conn = conn
 
     async def add_scores(self, scores: Sequence[ImageScore]) -> set[UUID]:
-        new: set[UUID] = set()
-        async with self._conn.cursor() as cur:
+        # the whole batch in one round trip (psycopg pipeline mode), not two round trips per image
+        inserted: list[tuple[UUID, Any]] = []
+        async with self._conn.pipeline():
             for s in scores:
                 e = s.event
-                await cur.execute(
+                await self._conn.execute(
                     "INSERT INTO images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no,"
                     " imaging_mode, image_uri, imager_id, imaged_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
                     " ON CONFLICT (image_event_id) DO NOTHING",
@@ -94,7 +95,7 @@ class PgScoresTx:
                         e.imaged_at,
                     ),
                 )
-                await cur.execute(
+                cur = await self._conn.execute(
                     "INSERT INTO image_scores (image_event_id, inspection_id, imaging_mode, probability, threshold,"
                     " model_name, model_version, scored_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)"
                     " ON CONFLICT (image_event_id, model_name, model_version) DO NOTHING RETURNING image_event_id",
@@ -109,21 +110,20 @@ class PgScoresTx:
                         s.scored_at,
                     ),
                 )
-                if await cur.fetchone() is not None:
-                    new.add(e.event_id)
-        return new
+                inserted.append((e.event_id, cur))
+        return {event_id for event_id, cur in inserted if await cur.fetchone() is not None}
 
     async def lock_inspections(self, inspection_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         ids = sorted(set(inspection_ids))  # one lock order everywhere: no deadlocks between workers
         out: dict[str, dict[str, Any]] = {}
-        async with self._conn.cursor() as cur:
+        async with self._conn.pipeline():  # the locks, in that order, and the read in one round trip
             for iid in ids:
-                await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (iid,))
-            await cur.execute(
+                await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (iid,))
+            cur = await self._conn.execute(
                 "SELECT inspection_id, mode_scores FROM inspection_scores WHERE inspection_id = ANY(%s)", (ids,)
             )
-            for iid, mode_scores in await cur.fetchall():
-                out[iid] = mode_scores if isinstance(mode_scores, dict) else json.loads(mode_scores)
+        for iid, mode_scores in await cur.fetchall():
+            out[iid] = mode_scores if isinstance(mode_scores, dict) else json.loads(mode_scores)
         return out
 
     async def put_inspection(self, scored: CrystalScored) -> None:
