@@ -17,6 +17,8 @@ from axis_contracts import (
     DEFAULT_SCHEME,
     CrystalScored,
     DiscrepancyFound,
+    ImageCaptured,
+    ImagingMode,
     ModeScore,
     UserScored,
 )
@@ -87,6 +89,8 @@ def discrepancy_settings(stack: Any, tag: str, key: str, **options: Any) -> Disc
         group_id=f"axis-discrepancy-{tag}",
         crystal_scored_topic=f"{tag}.crystal-scored",
         user_scored_topic=f"{tag}.user-scored",
+        image_captured_topic=f"{tag}.image-captured",
+        curator_labelled_topic=None,
         retry_delay_s=0.2,
         **options,
     )
@@ -95,14 +99,23 @@ def discrepancy_settings(stack: Any, tag: str, key: str, **options: Any) -> Disc
     )
 
 
-def insert_images(conninfo: str, rows: list[tuple[Any, ...]]) -> None:
-    """The images rows (event id, inspection, plate, well, uri, imaged_at): a user score may precede its ML score."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no, "
-            "imaging_mode, image_uri, imager_id, imaged_at) VALUES (%s, %s, %s, '96', %s, 1, 'visible', %s, 'it', %s)",
-            rows,
-        )
+async def announce_images(settings: DiscrepancySettings, rows: list[tuple[Any, ...]]) -> None:
+    """ImageCaptured for (event id, inspection, plate, well, uri, imaged_at) on the service's image topic, as the
+    imaging robots do: a user score may then precede its ML score (the service learns the inspection exists)."""
+    topic = settings.discrepancy.image_captured_topic
+    assert topic is not None
+    await kafka_probe.create_topics(settings.kafka.bootstrap_servers, [topic])
+    broker = make_broker(settings.kafka)
+    await broker.start()
+    try:
+        for event_id, iid, plate, well, uri, imaged_at in rows:
+            ev = ImageCaptured(
+                event_id=event_id, producer="it-robot", plate_barcode=plate, well=well, inspection_id=iid,
+                imaged_at=imaged_at, imaging_mode=ImagingMode.VISIBLE, image_uri=uri,
+            )  # fmt: skip
+            await publish_event(broker, ev, topic=topic)
+    finally:
+        await broker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +128,8 @@ async def service(settings: DiscrepancySettings) -> AsyncIterator[RunningService
     opts = settings.discrepancy
     topics_ = [opts.crystal_scored_topic, opts.user_scored_topic]
     await kafka_probe.create_topics(settings.kafka.bootstrap_servers, topics_)
-    insert_images(
-        settings.postgres.conninfo(),
+    await announce_images(
+        settings,
         [(c.image_event, c.iid, c.plate, c.well, f"s3://axis-images/{c.iid}.png", c.ml.imaged_at) for c in CASES],
     )
     running = await RunningService.start(settings)

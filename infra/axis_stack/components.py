@@ -45,6 +45,8 @@ class StackState:
     kafka_storage: str = DEFAULT_KAFKA_STORAGE
     s3_server: str = "localbucket"
     procs: dict[str, ProcRecord] = field(default_factory=dict)
+    # one PostgreSQL login role per service (axis_stack.schemas): service name -> its dev password
+    role_passwords: dict[str, str] = field(default_factory=dict)
 
     @property
     def logs(self) -> Path:
@@ -213,8 +215,10 @@ def provision_postgres(state: StackState) -> None:
     with psycopg.connect(superuser, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'axis'").fetchone()
         verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
-        # CREATEDB: tests make throw-away databases of their own.
-        conn.execute(sql.SQL("{} ROLE axis LOGIN CREATEDB PASSWORD {}").format(verb, sql.Literal(state.pg_password)))
+        # CREATEDB: tests make throw-away databases of their own; CREATEROLE: the services' roles (axis_stack.schemas).
+        conn.execute(
+            sql.SQL("{} ROLE axis LOGIN CREATEDB CREATEROLE PASSWORD {}").format(verb, sql.Literal(state.pg_password))
+        )
         for db in ("axis", "mlflow"):
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER axis").format(sql.Identifier(db)))

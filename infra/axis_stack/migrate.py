@@ -1,13 +1,10 @@
-"""Versioned SQL migrations: infra/migrations/*.sql applied once each, in file-name order."""
+"""Versioned SQL migrations: ``NNNN_*.sql`` files applied once each, in file-name order (see axis_stack.schemas)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import psycopg
-
-MIGRATIONS_ENV = "AXIS_MIGRATIONS_DIR"
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -19,18 +16,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 _LOCK_KEY = 4_240_417
 
 
-def migrations_dir() -> Path:
-    """The folder of migration files: $AXIS_MIGRATIONS_DIR, else infra/migrations next to this package."""
-    override = os.environ.get(MIGRATIONS_ENV)
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parent.parent / "migrations"
-
-
 def migration_files(folder: Path) -> list[Path]:
     """The ``*.sql`` files of ``folder`` in the order they are applied (by file name)."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"migrations folder {folder} does not exist (set {MIGRATIONS_ENV} to the right one)")
+        raise FileNotFoundError(f"migrations folder {folder} does not exist")
     return sorted((p for p in folder.iterdir() if p.suffix == ".sql" and p.is_file()), key=lambda p: p.name)
 
 
@@ -39,9 +28,16 @@ def pending(applied: set[str], files: list[Path]) -> list[Path]:
     return [f for f in files if f.name not in applied]
 
 
-def apply_migrations(conninfo: str, folder: Path | None = None) -> list[str]:
-    """Apply every not-yet-applied migration, each in its own transaction; return the versions applied now."""
-    files = migration_files(folder or migrations_dir())
+def apply_migrations(conninfo: str, folder: Path) -> list[str]:
+    """Apply every not-yet-applied migration of ``folder``, each in its own transaction; the versions applied."""
+    return apply_migration_files(conninfo, migration_files(folder))
+
+
+def apply_migration_files(conninfo: str, files: list[Path]) -> list[str]:
+    """Apply the not-yet-applied ``files`` (version = file name) in order, each in its own transaction.
+
+    ``schema_migrations`` is unqualified: it lives in the connecting role's first schema (a service's own).
+    """
     done: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(_CREATE_TABLE)

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import psycopg
-from axis_adapters.settings import ServiceSettings, load_settings
+from axis_adapters.settings import ServiceSettings, load_settings, refuse_default_secrets
 
 from axis_stack import procs
 from axis_stack.components import TOPIC_PARTITIONS, ensure_topics
-from axis_stack.migrate import apply_migrations
+from axis_stack.schemas import SCHEMAS, migrate_all
 
 
 def migrate_from_settings(*, wait_s: float = 60.0) -> list[str]:
-    """Apply pending migrations to the database named by the AXIS_POSTGRES__* settings (waits for it first)."""
+    """Create every service's role and schema and apply its migrations (waits for PostgreSQL first).
+
+    Connects as the admin of the AXIS_POSTGRES__* settings; each service role's password comes from
+    ``AXIS_ROLES__<SERVICE>`` (required, one per service: the services use the same values).
+    """
     settings = load_settings(ServiceSettings)
+    passwords = {name: secret.get_secret_value() for name, secret in settings.roles.items()}
+    missing = [f"AXIS_ROLES__{name.upper()}" for name in SCHEMAS if name not in passwords]
+    if missing:
+        raise SystemExit(f"migrate: set the database password of every service role: {', '.join(missing)}")
+    refuse_default_secrets(settings.env, {f"AXIS_ROLES__{n.upper()}": settings.roles[n] for n in SCHEMAS})
     applied: list[str] = []
 
     def attempt() -> bool:
-        applied.extend(apply_migrations(settings.postgres.conninfo()))
+        applied.extend(migrate_all(settings.postgres.conninfo(), passwords))
         return True
 
     where = f"PostgreSQL at {settings.postgres.host}:{settings.postgres.port}"

@@ -10,8 +10,8 @@ from pathlib import Path
 from axis_stack import components as comp
 from axis_stack import procs
 from axis_stack.components import StackState
-from axis_stack.migrate import apply_migrations
 from axis_stack.procs import ProcRecord
+from axis_stack.schemas import migrate_all
 from axis_stack.state import COMPONENTS, load_state, locked, new_state, save_state, stack_env, write_env_file
 
 
@@ -44,6 +44,11 @@ class StackInfo:
     postgres_dbname: str
     env_file: Path
     pids: dict[str, int] = field(default_factory=dict)
+
+    def role_passwords(self) -> dict[str, str]:
+        """Each service's database role password (service name -> password), from the env file's AXIS_ROLES__*."""
+        prefix = "AXIS_ROLES__"
+        return {k[len(prefix) :].lower(): v for k, v in self.env.items() if k.startswith(prefix)}
 
     def postgres_conninfo(self, dbname: str | None = None) -> str:
         """libpq conninfo of the axis database (or ``dbname``) as the axis role."""
@@ -221,7 +226,7 @@ def _bring_up(state: StackState, todo: list[str], started: list[str], progress: 
             _wait_ready(state, name, progress)
         elif name in SPECS and SPECS[name].provision is not None and name not in started:
             SPECS[name].provision(state)  # type: ignore[misc]
-    applied = apply_migrations(state.pg_conninfo())
+    applied = migrate_all(state.pg_conninfo(), state.role_passwords)
     progress.say(f"migrations: {', '.join(applied) if applied else 'all applied already'}")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from axis_stack import procs
 from axis_stack.components import StackState, default_s3_server
 from axis_stack.procs import ProcRecord
+from axis_stack.schemas import SCHEMAS, new_role_passwords
 
 COMPONENTS: tuple[str, ...] = ("postgres", "s3", "kafka", "mlflow")
 STATE_FILE = "stack.json"
@@ -37,6 +38,8 @@ ENV_KEYS: tuple[str, ...] = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_DEFAULT_REGION",
+    # one database role per service (axis_stack.schemas): AXIS_ROLES__<SERVICE> = its password
+    *(f"AXIS_ROLES__{name.upper()}" for name in SCHEMAS),
 )
 
 
@@ -61,6 +64,7 @@ def load_state(data_dir: Path) -> StackState | None:
         # Data dirs from before the durable S3 server had moto, which kept nothing: they get localbucket now.
         s3_server=raw.get("s3_server", "localbucket"),
         procs={name: ProcRecord(int(r["pid"]), int(r["start_time"])) for name, r in raw.get("procs", {}).items()},
+        role_passwords={**new_role_passwords(), **raw.get("role_passwords", {})},
     )
 
 
@@ -77,6 +81,7 @@ def new_state(data_dir: Path, ports: dict[str, int] | None, kafka_storage: str) 
         s3_secret_key=new_password(),
         kafka_storage=kafka_storage,
         s3_server=default_s3_server(),
+        role_passwords=new_role_passwords(),
     )
 
 
@@ -89,6 +94,7 @@ def save_state(state: StackState) -> None:
         "s3_secret_key": state.s3_secret_key,
         "kafka_storage": state.kafka_storage,
         "s3_server": state.s3_server,
+        "role_passwords": state.role_passwords,
         "procs": {name: rec.to_json() for name, rec in state.procs.items()},
     }
     _write_private(state.data_dir / STATE_FILE, json.dumps(raw, indent=2) + "\n")
@@ -116,6 +122,12 @@ def stack_env(state: StackState) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": state.s3_access_key,
         "AWS_SECRET_ACCESS_KEY": state.s3_secret_key,
         "AWS_DEFAULT_REGION": "us-east-1",
+        # each service connects as its own role (ServiceSettings.service_schema picks its password from here)
+        **{
+            f"AXIS_ROLES__{name.upper()}": state.role_passwords[name]
+            for name in SCHEMAS
+            if name in state.role_passwords
+        },
     }
 
 

@@ -33,12 +33,12 @@ async def claim_events(conn: AsyncConnection, consumer: str, event_ids: Sequence
 
 
 async def known_inspections(conn: AsyncConnection, inspection_ids: Sequence[str]) -> set[str]:
-    """The inspections among ``inspection_ids`` that an image or an ML score names."""
+    """The inspections among ``inspection_ids`` that an ImageCaptured or an ML score named."""
     if not inspection_ids:
         return set()
     ids = list(inspection_ids)
     cur = await conn.execute(
-        "SELECT inspection_id FROM images WHERE inspection_id = ANY(%s) "
+        "SELECT inspection_id FROM captured_inspections WHERE inspection_id = ANY(%s) "
         "UNION SELECT inspection_id FROM ml_scores WHERE inspection_id = ANY(%s)",
         (ids, ids),
     )
@@ -63,7 +63,7 @@ async def resolve_refs(conn: AsyncConnection, refs: Sequence[DropRef]) -> list[s
         """
         SELECT r.ord, (
             SELECT c.inspection_id FROM (
-                SELECT inspection_id, imaged_at FROM images
+                SELECT inspection_id, imaged_at FROM captured_inspections
                  WHERE plate_barcode = r.plate AND well = r.well AND drop_no = r.drop_no AND imaged_at <= r.at
                 UNION ALL
                 SELECT inspection_id, imaged_at FROM ml_scores
@@ -220,8 +220,10 @@ def _ml_history_row(m: MlScore) -> tuple[Any, ...]:
 
 
 def _history_row(c: Comparison) -> tuple[Any, ...]:
-    return (c.inspection_id, c.revision, c.ml.probability, c.ml.label, c.ml.model_version, c.human.label,
-            c.human.raw_class, c.human.user_id, c.agrees, _kind(c))  # fmt: skip
+    m, h = c.ml, c.human
+    return (c.inspection_id, c.revision, m.probability, m.label, m.model_version, h.label, h.raw_class, h.user_id,
+            c.agrees, _kind(c), m.plate_barcode, m.plate_type, m.well, m.drop, m.imaged_at, m.threshold,
+            m.model_name, m.event_id, h.event_id, h.scored_at)  # fmt: skip
 
 
 _ITEM_TYPES = ("text", "text", "text", "text", "int", "text", "float8", "text", "float8", "text", "text", "text",
@@ -274,8 +276,31 @@ async def save_results(
     await _insert_unnest(
         conn,
         "INSERT INTO comparison_history (inspection_id, revision, ml_probability, ml_label, model_version, "
-        "human_label, human_class, user_id, agrees, kind) SELECT * FROM {rows} ON CONFLICT DO NOTHING",
-        ("text", "int", "float8", "text", "text", "text", "text", "text", "bool", "text"),
+        "human_label, human_class, user_id, agrees, kind, plate_barcode, plate_type, well, drop_no, imaged_at, "
+        "threshold, model_name, ml_event_id, user_event_id, user_scored_at, published_at) "
+        "SELECT *, NULL::timestamptz FROM {rows} ON CONFLICT DO NOTHING",
+        (
+            "text",
+            "int",
+            "float8",
+            "text",
+            "text",
+            "text",
+            "text",
+            "text",
+            "bool",
+            "text",
+            "text",
+            "text",
+            "text",
+            "int",
+            "timestamptz",
+            "float8",
+            "text",
+            "uuid",
+            "uuid",
+            "timestamptz",
+        ),  # fmt: skip
         [_history_row(c) for c in history],
     )
     latest = [r.comparisons[-1] for r in results if r.comparisons]
@@ -308,6 +333,7 @@ async def save_results(
         "INSERT INTO discrepancies (inspection_id, plate_barcode, plate_type, well, drop_no, kind, ml_probability, "
         "ml_label, threshold, model_name, model_version, human_label, human_class, user_id, ml_event_id, "
         "user_event_id, reason, priority, published_at) SELECT *, now() FROM {rows} ON CONFLICT DO NOTHING",
+        # (no DiscrepancyFound: an agreement is not a discrepancy; its ComparisonRecorded names the queue item)
         _ITEM_TYPES,
         [_item_row(c, scores.get(c.pair)) for c in history if c.agrees and c.pair in chosen],
     )
@@ -327,7 +353,7 @@ async def save_results(
 
 _OUTBOX_COLS = (
     "id, inspection_id, plate_barcode, plate_type, well, drop_no, kind, ml_probability, ml_label, threshold, "
-    "model_name, model_version, human_label, human_class, user_id, status"
+    "model_name, model_version, human_label, human_class, user_id, status, ml_event_id, user_event_id, priority"
 )
 
 
@@ -367,6 +393,9 @@ async def claim_unpublished(conn: AsyncConnection, *, producer: str, limit: int 
                 human_label=r[12],
                 human_score=r[13],
                 user_id=r[14],
+                ml_event_id=r[16],
+                user_event_id=r[17],
+                priority=min(1.0, max(0.0, r[18])) if r[18] is not None else None,
             )
         out.append(OutboxItem(discrepancy_id=r[0], event=event))
     return out
@@ -417,23 +446,23 @@ async def lock_budget(conn: AsyncConnection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('axis-routing-budget', 4300))")
 
 
-_GROUP_KEYS: dict[GroupBy, str] = {
-    "plate": "plate_barcode",
-    "user": "user_id",
-    "model_version": "model_name || ':' || model_version",
-    "week": "to_char(date_trunc('week', imaged_at AT TIME ZONE 'UTC'), 'IYYY-\"W\"IW')",
+# (key grouped over every comparison, name of each group): the name is computed once per group, not per row
+_GROUP_KEYS: dict[GroupBy, tuple[str, str]] = {
+    "plate": ("plate_barcode", "k"),
+    "user": ("user_id", "k"),
+    "model_version": ("model_name || ':' || model_version", "k"),
+    "week": ("date_trunc('week', imaged_at AT TIME ZONE 'UTC')", "to_char(k, 'IYYY-\"W\"IW')"),
 }
 
 
 def stats_query(group_by: str) -> sql.Composed:
     """The aggregation over current comparisons for one of the allowed groupings."""
-    key = sql.SQL(_GROUP_KEYS[check_group_by(group_by)])  # a fixed expression chosen from the table above
+    key, name = _GROUP_KEYS[check_group_by(group_by)]  # fixed expressions chosen from the table above
     return sql.SQL(
-        "SELECT {key} AS grp, count(*), count(*) FILTER (WHERE agrees), "
-        "count(*) FILTER (WHERE kind = 'ml_crystal_human_other'), "
-        "count(*) FILTER (WHERE kind = 'ml_other_human_crystal') "
-        "FROM comparisons GROUP BY 1 ORDER BY 1"
-    ).format(key=key)
+        "SELECT {name} AS grp, n, agree, k1, k2 FROM (SELECT {key} AS k, count(*) AS n, "
+        "count(*) FILTER (WHERE agrees) AS agree, count(*) FILTER (WHERE kind = 'ml_crystal_human_other') AS k1, "
+        "count(*) FILTER (WHERE kind = 'ml_other_human_crystal') AS k2 FROM comparisons GROUP BY 1) AS g ORDER BY 1"
+    ).format(key=sql.SQL(key), name=sql.SQL(name))
 
 
 def _report(

@@ -7,7 +7,7 @@ The embedded stack writes these variables to ``<data-dir>/stack.env``; a service
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,7 +78,14 @@ class ServiceSettings(BaseSettings):
 
     A service subclasses this and adds its own group (e.g. ``inference: InferenceOptions`` read from
     ``AXIS_INFERENCE__BATCH_SIZE``). Build it only in the entry point, with ``load()``.
+
+    A service that owns a PostgreSQL schema names it in ``service_schema``; it then connects as its own role
+    ``axis_<schema>`` when ``AXIS_ROLES__<SCHEMA>`` holds that role's password (the embedded stack writes one per
+    service into stack.env). Without it (a deployment that sets ``AXIS_POSTGRES__USER``/``PASSWORD`` per
+    service), the ``postgres`` group is used as given. Tools without a schema connect as the admin.
     """
+
+    service_schema: ClassVar[str | None] = None
 
     model_config = SettingsConfigDict(env_prefix="AXIS_", env_nested_delimiter="__", extra="ignore")
 
@@ -92,6 +99,16 @@ class ServiceSettings(BaseSettings):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    roles: dict[str, SecretStr] = Field(
+        default_factory=dict, description="service -> password of its own database role (AXIS_ROLES__<SERVICE>)"
+    )
+
+    @model_validator(mode="after")
+    def _own_database_role(self) -> Self:
+        schema = type(self).service_schema
+        if schema is not None and schema in self.roles:
+            self.postgres = self.postgres.model_copy(update={"user": f"axis_{schema}", "password": self.roles[schema]})
+        return self
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_dev(self) -> Self:

@@ -1,6 +1,8 @@
 """Event contracts of AXIS Loop: pydantic models, topic names, wells and score schemes."""
 
 from axis_contracts.events import (
+    ComparisonRecorded,
+    CuratorLabelled,
     CrystalScored,
     DatasetExported,
     DeadLetter,
@@ -24,6 +26,8 @@ __all__ = [
     "CrystalScored",
     "DatasetExported",
     "DeadLetter",
+    "ComparisonRecorded",
+    "CuratorLabelled",
     "DiscrepancyFound",
     "DiscrepancyKind",
     "Event",

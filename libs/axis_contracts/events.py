@@ -216,6 +216,11 @@ class DiscrepancyFound(_DropEvent):
     human_label: MlLabel
     human_score: str
     user_id: Identifier
+    # schema_version 1 additions (optional: older producers omit them; consumers must not require them)
+    ml_event_id: UUID | None = Field(default=None, description="the CrystalScored this item compares")
+    user_event_id: UUID | None = Field(default=None, description="the UserScored this item compares")
+    imaged_at: EventTime | None = None
+    priority: float | None = Field(default=None, ge=0.0, le=1.0, description="the queue's expected value of a label")
 
     @model_validator(mode="after")
     def _kind_consistent(self) -> DiscrepancyFound:
@@ -231,6 +236,95 @@ class DiscrepancyFound(_DropEvent):
         return self
 
 
+class ComparisonRecorded(_DropEvent):
+    """The discrepancy service compared an inspection's ML score with a user's score (one per revision).
+
+    Published for agreements and disagreements alike, so that others keep their own view of the comparisons
+    (curation: plate maps, well history, the dataset builder's agreements) without reading the discrepancy
+    service's tables. ``revision`` counts the comparisons of the inspection; the highest is the current one.
+    ``queue_item_id`` is set when the comparison became a curator queue item: every disagreement, and an
+    agreement routed to curators (``reason`` says why: near_threshold, modes_disagree, unreliable_user).
+    """
+
+    TOPIC: ClassVar[str] = topics.COMPARISON_RECORDED
+    event_type: Literal["ComparisonRecorded"] = "ComparisonRecorded"
+    inspection_id: Identifier
+    revision: int = Field(ge=1)
+    imaged_at: EventTime
+    ml_event_id: UUID
+    ml_probability: Probability
+    ml_label: MlLabel
+    threshold: Probability
+    model_name: Identifier
+    model_version: Identifier
+    user_event_id: UUID
+    user_id: Identifier
+    human_label: MlLabel
+    human_score: Annotated[Text, Field(min_length=1, max_length=64)]
+    user_scored_at: EventTime
+    agrees: bool
+    kind: DiscrepancyKind | None = None
+    queue_item_id: int | None = None
+    reason: Literal["disagreement", "near_threshold", "modes_disagree", "unreliable_user"] | None = None
+    priority: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _agreement_consistent(self) -> ComparisonRecorded:
+        if self.agrees != (self.ml_label == self.human_label):
+            raise ValueError("agrees must say whether ml_label equals human_label")
+        if self.agrees == (self.kind is not None):
+            raise ValueError("kind is set exactly for disagreements")
+        return self
+
+
+CuratorLabel = Literal["crystal", "other", "uncertain", "unusable"]
+
+
+class CuratorLabelled(Event):
+    """A curator labelled a queue item, or took a label back (``withdraws`` names the label event undone).
+
+    Curation's labels are kept on the log so that its read model can be rebuilt from the topics alone, and so
+    that others learn the verdicts: ``item_status`` / ``resolved_label`` are the item's state after this label
+    under the consensus rule (the discrepancy service keeps per-user reliability from them).
+    """
+
+    TOPIC: ClassVar[str] = topics.CURATOR_LABELLED
+    event_type: Literal["CuratorLabelled"] = "CuratorLabelled"
+    queue_item_id: int
+    inspection_id: Identifier
+    plate_barcode: Barcode
+    well: str
+    drop: Drop = 1
+    user_id: Identifier = Field(description="the LIMS user whose score the item compares")
+    curator: Identifier
+    label: CuratorLabel | None = Field(default=None, description="None when this event withdraws a label")
+    withdraws: UUID | None = Field(default=None, description="event_id of the CuratorLabelled taken back")
+    comment: Annotated[str, Field(max_length=2000)] = ""
+    labelled_at: EventTime
+    item_status: Literal["open", "resolved", "unresolved", "superseded"]
+    resolved_label: CuratorLabel | None = None
+
+    @model_validator(mode="after")
+    def _label_or_withdrawal(self) -> CuratorLabelled:
+        if (self.label is None) == (self.withdraws is None):
+            raise ValueError("exactly one of label (a new label) and withdraws (an undo) must be set")
+        return self
+
+    def key(self) -> str:
+        return experiment_key(self.plate_barcode, self.well, self.drop)
+
+
+class DatasetPointer(BaseModel):
+    """A dataset version and its manifest (e.g. the frozen test set of a train dataset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_name: Identifier
+    dataset_version: Identifier
+    manifest_uri: S3Uri
+    manifest_sha256: str | None = None
+
+
 class DatasetExported(Event):
     """A quality-controlled dataset version is in the object store."""
 
@@ -244,6 +338,9 @@ class DatasetExported(Event):
     qc_report_uri: S3Uri
     card_uri: S3Uri | None = None
     counts: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # schema_version 1 addition (optional): the frozen test set a train dataset is to be evaluated on, so that
+    # the trainer need not read curation's tables (absent: the newest purpose=test dataset the trainer has seen)
+    test_set: DatasetPointer | None = None
 
     def key(self) -> str:
         return f"{self.dataset_name}:{self.dataset_version}"
@@ -373,6 +470,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CrystalScored,
         UserScored,
         DiscrepancyFound,
+        ComparisonRecorded,
+        CuratorLabelled,
         DatasetExported,
         ModelRegistered,
         ModelPromoted,

@@ -15,7 +15,7 @@ from axis_adapters.kafka import make_broker, publish_event
 from axis_contracts import CrystalScored, ModeScore, UserScored, topics
 from axis_core.discrepancy import ml_label
 from axis_discrepancy.app import serve
-from discrepancy_harness import discrepancy_settings, insert_images
+from discrepancy_harness import announce_images, discrepancy_settings
 from kafka_probe import create_topics, read_topic
 
 pytestmark = pytest.mark.integration
@@ -107,8 +107,8 @@ async def test_a_postgres_restart_is_waited_out_and_consuming_resumes(stack: Any
     await create_topics(settings.kafka.bootstrap_servers, [opts.crystal_scored_topic, opts.user_scored_topic])
     conninfo = settings.postgres.conninfo()
     images = [events(i)[0] for i in range(70)]
-    insert_images(
-        conninfo,
+    await announce_images(
+        settings,
         [
             (
                 uuid.uuid4(),

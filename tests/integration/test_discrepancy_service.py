@@ -255,15 +255,8 @@ async def test_http_gateway_validates_publishes_and_reports_stats(
 
 
 def extra_case(i: int, settings: DiscrepancySettings) -> Case:
-    """A fresh inspection (not among the 200) with its images row."""
-    c = Case(i, random.Random(i))
-    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no, "
-            "imaging_mode, image_uri, imager_id, imaged_at) VALUES (%s, %s, %s, '96', %s, 1, 'visible', %s, 'it', %s)",
-            (c.image_event, c.iid, c.plate, c.well, f"s3://axis-images/{c.iid}.png", c.ml.imaged_at),
-        )
-    return c
+    """A fresh inspection (not among the 200); its ML score travels with the user score."""
+    return Case(i, random.Random(i))
 
 
 async def test_a_transient_database_error_redelivers_the_batch(

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from axis_stack import components as comp
-from axis_stack.migrate import apply_migrations
+from axis_stack.schemas import migrate_all
 from axis_stack.state import new_state
 
 pytestmark = pytest.mark.integration
@@ -28,14 +28,14 @@ def test_wheel_postgres_starts_provisions_migrates_and_stops(monkeypatch: pytest
     try:
         comp.provision_postgres(state)
         version = comp.check_postgres(state)
-        applied = apply_migrations(state.pg_conninfo())
+        applied = migrate_all(state.pg_conninfo(), state.role_passwords)
         with psycopg.connect(state.pg_conninfo()) as conn:
-            tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'inference'")}
             server = conn.execute("SHOW server_version").fetchone()
     finally:
         comp.stop_postgres(state, rec)
         shutil.rmtree(data_dir, ignore_errors=True)
-    assert "0001_core.sql" in applied and "processed_events" in tables
+    assert "inference/0001_inference.sql" in applied and "processed_events" in tables
     wheel = subprocess.run([str(folder / "postgres"), "--version"], capture_output=True, text=True, check=True)
     wheel_major = wheel.stdout.split()[-1].split(".")[0]  # "postgres (PostgreSQL) 18.1" -> "18"
     assert server is not None and server[0].split(".")[0] == wheel_major  # the wheel's server, not the system's

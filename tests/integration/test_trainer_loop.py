@@ -123,14 +123,15 @@ def datasets(settings: TrainerSettings) -> Iterator[dict[str, tuple[str, str]]]:
     }
     test_uri, test_sha = out["test"]
     with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as conn:
+        # the frozen test set as the trainer learns it from DatasetExported(purpose=test): its own test_sets
         conn.execute(
-            "INSERT INTO datasets (name, version, purpose, manifest_uri, manifest_sha256, qc_report_uri, config, "
-            "counts, created_by) VALUES (%s, 'v1', 'test', %s, %s, %s, '{}', '{}', 'trainer-it')",
-            (f"test-{RUN}", test_uri, test_sha, f"{DATASETS}/test/qc.json"),
+            "INSERT INTO test_sets (dataset_name, dataset_version, manifest_uri, manifest_sha256, exported_at) "
+            "VALUES (%s, 'v1', %s, %s, now())",
+            (f"test-{RUN}", test_uri, test_sha),
         )
     yield out
     with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as conn:
-        conn.execute("DELETE FROM datasets WHERE name = %s", (f"test-{RUN}",))
+        conn.execute("DELETE FROM test_sets WHERE dataset_name = %s", (f"test-{RUN}",))
 
 
 @pytest.fixture(scope="module")

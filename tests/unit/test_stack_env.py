@@ -25,6 +25,14 @@ def test_env_file_has_exactly_the_keys_and_services_read_it(tmp_path: Path) -> N
     assert settings.s3.endpoint == "127.0.0.1:19000" and settings.s3.secure is False
     assert settings.mlflow.tracking_uri == "http://127.0.0.1:15000"
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:19000"
+    # every service's role has its own password, and a service's settings pick its own
+    from axis_curation.settings import CurationSettings
+
+    roles = {k: v for k, v in env.items() if k.startswith("AXIS_ROLES__")}
+    assert len(roles) == 6 and len(set(roles.values())) == 6
+    curation = CurationSettings(_env_file=str(path))  # type: ignore[call-arg]
+    assert curation.postgres.user == "axis_curation"
+    assert curation.postgres.password.get_secret_value() == env["AXIS_ROLES__CURATION"]
 
 
 def test_passwords_are_random_per_data_dir_and_kept(tmp_path: Path) -> None:

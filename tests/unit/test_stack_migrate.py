@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from axis_stack.migrate import migration_files, migrations_dir, pending
+from axis_stack.migrate import migration_files, pending
+from axis_stack.schemas import SCHEMAS
 
 pytestmark = pytest.mark.unit
 
@@ -22,12 +23,15 @@ def test_pending_skips_applied_and_keeps_order(tmp_path: Path) -> None:
     assert pending({p.name for p in files}, files) == []
 
 
-def test_default_folder_holds_the_core_schema(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AXIS_MIGRATIONS_DIR", raising=False)
-    assert migration_files(migrations_dir())[0].name == "0001_core.sql"
+def test_every_service_has_its_migrations_after_the_common_tables() -> None:
+    for name, schema in SCHEMAS.items():
+        files = [p.name for p in schema.migration_files()]
+        assert files[0] == "0000_common.sql", name  # processed events, dead-letter claims: in every schema
+        assert files == sorted(files) and len(files) == len(set(files)), name
+    assert "0001_inference.sql" in [p.name for p in SCHEMAS["inference"].migration_files()]
+    assert "0002_read_model.sql" in [p.name for p in SCHEMAS["curation"].migration_files()]
 
 
-def test_env_override_and_missing_folder_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("AXIS_MIGRATIONS_DIR", str(tmp_path / "nope"))
-    with pytest.raises(FileNotFoundError, match="AXIS_MIGRATIONS_DIR"):
-        migration_files(migrations_dir())
+def test_missing_folder_message(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        migration_files(tmp_path / "nope")

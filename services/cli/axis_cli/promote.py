@@ -360,7 +360,9 @@ def gate_config(args: argparse.Namespace) -> GateConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 promoted (dry run: would be accepted), 1 refused, 2 unknown model/version or bad option."""
     from axis_adapters.registry import ModelRegistry
-    from axis_adapters.settings import ServiceSettings, load_settings
+    from axis_adapters.settings import load_settings
+
+    from axis_cli.promotion_log import PromoteSettings
 
     args = parse_args(argv)
     try:
@@ -368,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"promote: {exc}", file=sys.stderr)
         return 2
-    settings = load_settings(ServiceSettings)
+    settings = load_settings(PromoteSettings)
     registry = ModelRegistry(settings.mlflow.tracking_uri)
     others = (settings.mlflow.visible_model, settings.mlflow.uv_model)
     try:

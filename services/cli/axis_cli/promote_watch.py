@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from uuid import UUID, uuid4
 
 from axis_adapters.registry import CHAMPION, RegisteredVersion, RegistryError
@@ -52,6 +52,7 @@ class WatchOptions(BaseModel):
 class PromoteWatchSettings(ServiceSettings):
     """``AXIS_PROMOTE_WATCH__*`` plus the shared postgres / kafka / mlflow groups."""
 
+    service_schema: ClassVar[str | None] = "promote"
     promote_watch: WatchOptions = Field(default_factory=WatchOptions)
 
 

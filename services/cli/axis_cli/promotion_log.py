@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID, uuid4
+
+from axis_adapters.settings import ServiceSettings
+
+
+class PromoteSettings(ServiceSettings):
+    """Settings of the promotion tools (``axis_cli promote`` / ``register``): they own the ``promote`` schema."""
+
+    service_schema: ClassVar[str | None] = "promote"
+
 
 LATEST = (
     "SELECT id, version, via, promoted_at FROM model_promotions WHERE model_name = %s AND alias = %s "

@@ -88,13 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Register (and optionally promote) every mode of a bundle; prints one line per version."""
     a = parse_args(argv)
     from axis_adapters.registry import ModelRegistry
-    from axis_adapters.settings import MlflowSettings, ServiceSettings, load_settings
+    from axis_adapters.settings import MlflowSettings, load_settings
     from axis_model.bundle import read_manifest
+
+    from axis_cli.promotion_log import PromoteSettings
 
     if a.promote and not a.by:
         print("--promote needs --by NAME (recorded in the audit)", file=sys.stderr)
         return 2
-    settings = load_settings(ServiceSettings)
+    settings = load_settings(PromoteSettings)
     mlflow: MlflowSettings = settings.mlflow
     work = Path(tempfile.mkdtemp(prefix="axis-register-"))
     try:

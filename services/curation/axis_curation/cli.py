@@ -24,9 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the web app and API (default)")
     serve.add_argument("--host", default=None, help="bind address (default AXIS_CURATION__HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default AXIS_CURATION__PORT, 8085)")
+    sub.add_parser(
+        "rebuild", help="empty the read model (stop the service first); the next serve replays the topics into it"
+    )
     user = sub.add_parser("create-user", help=f"create an account; password from ${PASSWORD_ENV} or stdin")
     user.add_argument("name")
-    user.add_argument("--role", choices=["curator", "admin", "lims"], default="curator")
+    user.add_argument("--role", choices=["curator", "admin", "scientist", "lims"], default="curator")
     exp = sub.add_parser("export", help="build a dataset version, write it to S3, publish DatasetExported")
     exp.add_argument("--name", required=True)
     exp.add_argument("--purpose", choices=["train", "test"], default="train")
@@ -66,13 +69,16 @@ def _config_arg(text: str | None) -> dict[str, Any]:
 
 
 def _serve(settings: CurationSettings, host: str | None, port: int | None) -> int:
-    import uvicorn
+    from axis_curation.serving import serve
 
-    from axis_curation.app import create_app
-    from axis_curation.context import build_services
+    return serve(settings, host, port)
 
-    app = create_app(build_services(settings))
-    uvicorn.run(app, host=host or settings.curation.host, port=port or settings.curation.port, log_level="info")
+
+def _rebuild(settings: CurationSettings) -> int:
+    from axis_curation.read_model import rebuild_sync
+
+    group = rebuild_sync(settings.postgres)
+    print(f"read model emptied; the next `serve` replays every topic from the earliest offset as group {group}")
     return 0
 
 
@@ -187,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(CurationSettings)
     if args.command in (None, "serve"):
         return _serve(settings, getattr(args, "host", None), getattr(args, "port", None))
+    if args.command == "rebuild":
+        return _rebuild(settings)
     if args.command == "create-user":
         return _create_user(settings, args.name, args.role)
     if args.command == "export":

@@ -1,4 +1,5 @@
-"""Demo and test data: write inspections, scores, user scores and queued disagreements like the services do.
+"""Demo and test data: write inspections, scores, user scores and queued disagreements into curation's read
+model (its own schema), as its projector would from the other services' events.
 
 Used by ``python -m axis_curation seed-demo`` (dev mode) and by the integration and browser tests, so the pages
 can be tried without running the whole loop. Images come from axis_synth (synthetic drops).
@@ -42,7 +43,7 @@ def insert_image(
     event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, uri))
     conn.execute(
         "INSERT INTO images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no, imaging_mode, "
-        "image_uri, imager_id, imaged_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        "image_uri, imaged_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
         (
             event_id,
             insp.inspection_id,
@@ -52,7 +53,6 @@ def insert_image(
             insp.drop,
             mode,
             uri,
-            "demo",
             insp.imaged_at,
         ),
     )
@@ -134,6 +134,7 @@ def insert_comparison(
     version: str = "1",
     user: str = "scientist-1",
     scheme: ScoreScheme = DEFAULT_SCHEME,
+    pair: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> bool:
     """The discrepancy service's comparison row; returns whether ML and human agree."""
     ml_label = "crystal" if ml_p >= threshold else "other"
@@ -158,8 +159,8 @@ def insert_comparison(
             human,
             human_class,
             user,
-            uuid.uuid4(),
-            uuid.uuid4(),
+            (pair or (uuid.uuid4(), uuid.uuid4()))[1],
+            (pair or (uuid.uuid4(), uuid.uuid4()))[0],
             agrees,
             kind,
         ),
@@ -177,6 +178,7 @@ def insert_discrepancy(
     version: str = "1",
     user: str = "scientist-1",
     scheme: ScoreScheme = DEFAULT_SCHEME,
+    pair: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> int:
     """A queued disagreement (status open); returns its id."""
     ml_label = "crystal" if ml_p >= threshold else "other"
@@ -200,8 +202,8 @@ def insert_discrepancy(
             human,
             human_class,
             user,
-            uuid.uuid4(),
-            uuid.uuid4(),
+            (pair or (uuid.uuid4(), uuid.uuid4()))[0],
+            (pair or (uuid.uuid4(), uuid.uuid4()))[1],
         ),
     ).fetchone()
     return int(row[0])
@@ -270,9 +272,11 @@ def seed_demo(
         demo.probabilities[well] = insert_scores(conn, insp, probs)
         if well in queued or rng.random() < 0.7:
             insert_user_score(conn, insp, human_class)
-            insert_comparison(conn, insp, ml_p=demo.probabilities[well], human_class=human_class)
+            # one (ML event, user event) pair for the comparison and its queue item, as the services keep them
+            pair = (uuid.uuid5(uuid.NAMESPACE_URL, f"ml:{insp.inspection_id}"), uuid.uuid4())
+            insert_comparison(conn, insp, ml_p=demo.probabilities[well], human_class=human_class, pair=pair)
             if well in queued:
-                item = insert_discrepancy(conn, insp, ml_p=demo.probabilities[well], human_class=human_class)
+                item = insert_discrepancy(conn, insp, ml_p=demo.probabilities[well], human_class=human_class, pair=pair)
                 demo.queue_ids.append(item)
                 demo.queued_wells.append(well)
     return demo

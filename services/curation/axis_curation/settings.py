@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from axis_adapters.settings import ServiceSettings
 from axis_contracts.scheme import DEFAULT_SCHEME, ScoreScheme
@@ -27,6 +27,11 @@ class CurationOptions(BaseModel):
         default_factory=dict, description="DatasetConfig overrides applied to every export before the request's"
     )
     producer: str = "curation"
+    consume_events: bool = Field(
+        default=True, description="serve also keeps the read model from the other services' events (projector)"
+    )
+    read_model_batch: int = Field(default=500, ge=1, le=10_000, description="records per read-model transaction")
+    read_model_stall_after_s: float = Field(default=120.0, gt=0, description="/health: stalled after this long")
     patchmap_url: str | None = Field(
         default=None, description="patch-map server (python -m axis_inference.patchmaps), e.g. http://127.0.0.1:8084"
     )
@@ -38,4 +43,5 @@ class CurationOptions(BaseModel):
 class CurationSettings(ServiceSettings):
     """Everything the curation service reads from the environment."""
 
+    service_schema: ClassVar[str | None] = "curation"
     curation: CurationOptions = Field(default_factory=CurationOptions)

@@ -52,9 +52,10 @@ def register(
     """Subscribe the batch handler to both score topics in the service's consumer group; returns the subscriber."""
     opts = settings.discrepancy
     progress = progress or ConsumerProgress(stall_after_s=opts.stall_after_s)
+    topics_in = [opts.crystal_scored_topic, opts.user_scored_topic]
+    topics_in += [t for t in (opts.image_captured_topic, opts.curator_labelled_topic) if t]
     subscriber = broker.subscriber(
-        opts.crystal_scored_topic,
-        opts.user_scored_topic,
+        *topics_in,
         batch=True,
         max_records=opts.max_records,
         batch_timeout_ms=opts.batch_timeout_ms,
@@ -108,6 +109,8 @@ def build_service(settings: DiscrepancySettings, *, pool: AsyncConnectionPool, b
         scheme=settings.lims.score_scheme,
         crystal_topic=opts.crystal_scored_topic,
         user_topic=opts.user_scored_topic,
+        image_topic=opts.image_captured_topic,
+        labels_topic=opts.curator_labelled_topic,
         consumer=opts.group_id,
         retry=batch_policy(opts),
         attempt_timeout_s=opts.attempt_timeout_s,

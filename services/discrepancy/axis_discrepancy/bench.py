@@ -210,6 +210,8 @@ async def run_bench(
             "group_id": f"axis-discrepancy-bench-{run_id}",
             "crystal_scored_topic": f"bench-{run_id}.crystal-scored",
             "user_scored_topic": f"bench-{run_id}.user-scored",
+            "image_captured_topic": None,
+            "curator_labelled_topic": None,
         }
     )
     settings = settings.model_copy(update={"discrepancy": opts})

@@ -21,7 +21,7 @@ from uuid import UUID
 from axis_adapters import discrepancy_repo as repo
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
 from axis_adapters.retry import RetriesExhausted, RetryPolicy, retry_async
-from axis_contracts import CrystalScored, Event, ScoreScheme, UserScored
+from axis_contracts import CrystalScored, CuratorLabelled, Event, ImageCaptured, ScoreScheme, UserScored
 from axis_contracts.parsing import decode_json, validate_event
 from axis_core.discrepancy import (
     FoldResult,
@@ -37,6 +37,8 @@ from axis_core.discrepancy import (
 from axis_core.routing import Assessment, RoutingPolicy, assess, choose
 from psycopg_pool import AsyncConnectionPool
 
+from axis_discrepancy import comparison_outbox as outbox
+
 log = logging.getLogger(__name__)
 
 PRODUCER = "axis-discrepancy"
@@ -46,12 +48,14 @@ T = TypeVar("T")
 
 @dataclass
 class Decoded:
-    """One record after decoding: exactly one of ``ml``, ``user`` or ``error`` is set."""
+    """One record after decoding: exactly one of ``ml``, ``user``, ``image``, ``verdict`` or ``error`` is set."""
 
     record: RawRecord
     event_id: UUID | None = None
     ml: CrystalScored | None = None
     user: UserScored | None = None
+    image: ImageCaptured | None = None
+    verdict: CuratorLabelled | None = None
     error: Exception | None = None
 
 
@@ -69,6 +73,8 @@ def decode(
     user_topic: str,
     scheme: ScoreScheme,
     context: dict[str, Any] | None = None,
+    image_topic: str | None = None,
+    labels_topic: str | None = None,
 ) -> Decoded:
     """Validate a record as the event its topic carries; the error names the field and the problem."""
     out = Decoded(record=record)
@@ -83,10 +89,14 @@ def decode(
             user = validate_event(data, UserScored, context=context)
             scheme.normalise(user.score)  # UnknownScoreClass names the allowed classes
             out.user = user
+        elif image_topic is not None and record.topic == image_topic:
+            out.image = validate_event(data, ImageCaptured, context=context)
+        elif labels_topic is not None and record.topic == labels_topic:
+            out.verdict = validate_event(data, CuratorLabelled, context=context)
         else:
             raise ValueError(f"the discrepancy service does not consume topic {record.topic!r}")
     except (ValueError, TypeError) as exc:  # InvalidEvent, ProbabilityOutOfRange, UnknownScoreClass
-        out.ml = out.user = None
+        out.ml = out.user = out.image = out.verdict = None
         out.error = exc
     return out
 
@@ -102,6 +112,8 @@ class DiscrepancyService:
         scheme: ScoreScheme,
         crystal_topic: str,
         user_topic: str,
+        image_topic: str | None = None,
+        labels_topic: str | None = None,
         consumer: str = PRODUCER,
         retry: RetryPolicy | None = None,
         attempt_timeout_s: float = 30.0,
@@ -115,6 +127,8 @@ class DiscrepancyService:
         self._scheme = scheme
         self._crystal_topic = crystal_topic
         self._user_topic = user_topic
+        self._image_topic = image_topic
+        self._labels_topic = labels_topic
         self._consumer = consumer
         self._policy = retry or RetryPolicy(attempts=8, base_delay_s=0.5, max_delay_s=10.0)
         self._attempt_timeout_s = attempt_timeout_s
@@ -179,6 +193,8 @@ class DiscrepancyService:
                 user_topic=self._user_topic,
                 scheme=self._scheme,
                 context=self._context,
+                image_topic=self._image_topic,
+                labels_topic=self._labels_topic,
             )
             for r in records
         ]
@@ -190,6 +206,8 @@ class DiscrepancyService:
                 if d.event_id is not None:
                     seen.add(d.event_id)
         async with self._pool.connection(timeout=self._connect_timeout_s) as conn, conn.transaction():
+            await outbox.record_captured(conn, [d.image for d in todo if d.image is not None])
+            await outbox.record_verdicts(conn, [d.verdict for d in todo if d.verdict is not None])
             scores = await self._scores(conn, todo)
             by_inspection = group_by_inspection(scores)
             await repo.lock_inspections(conn, list(by_inspection))
@@ -278,7 +296,7 @@ class DiscrepancyService:
             return 0
 
     async def publish_pending(self, limit: int = 500) -> int:
-        """Publish DiscrepancyFound for queue items not yet on the broker (this batch's, or left by a crash)."""
+        """Publish DiscrepancyFound and ComparisonRecorded not yet on the broker (this batch's, or a crash's)."""
         total = 0
         while True:
             async with self._pool.connection(timeout=self._connect_timeout_s) as conn, conn.transaction():
@@ -286,8 +304,12 @@ class DiscrepancyService:
                 events = [i.event for i in items if i.event is not None]
                 await asyncio.gather(*(publish_event(self._publisher, e) for e in events))
                 await repo.mark_published(conn, [i.discrepancy_id for i in items])
-            total += len(events)
-            if len(items) < limit:
+            async with self._pool.connection(timeout=self._connect_timeout_s) as conn, conn.transaction():
+                pending = await outbox.claim_unpublished(conn, producer=self._consumer, limit=limit)
+                await asyncio.gather(*(publish_event(self._publisher, p.event) for p in pending))
+                await outbox.mark_published(conn, [p.row_id for p in pending])
+            total += len(events) + len(pending)
+            if len(items) < limit and len(pending) < limit:
                 return total
 
 

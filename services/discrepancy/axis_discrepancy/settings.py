@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from axis_adapters.settings import ServiceSettings, refuse_default_secrets
 from axis_contracts import DEFAULT_SCHEME, ScoreScheme, topics
@@ -43,6 +43,10 @@ class DiscrepancyOptions(BaseModel):
     group_id: str = "axis-discrepancy"
     crystal_scored_topic: str = topics.CRYSTAL_SCORED
     user_scored_topic: str = topics.USER_SCORED
+    # the robots' announcements: a user score that arrives before its ML score still finds its inspection
+    image_captured_topic: str | None = topics.IMAGE_CAPTURED
+    # curators' verdicts (CuratorLabelled): the items' status here, from which per-user reliability is computed
+    curator_labelled_topic: str | None = topics.CURATOR_LABELLED
     max_records: int = Field(default=1000, ge=1, le=10_000)
     batch_timeout_ms: int = Field(default=100, ge=1)
     pool_size: int = Field(default=4, ge=1)
@@ -90,6 +94,7 @@ class LimsOptions(BaseModel):
 class DiscrepancySettings(ServiceSettings):
     """Everything the discrepancy service, the LIMS gateway and the benchmark read."""
 
+    service_schema: ClassVar[str | None] = "discrepancy"
     discrepancy: DiscrepancyOptions = Field(default_factory=DiscrepancyOptions)
     lims: LimsOptions = Field(default_factory=LimsOptions)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from axis_adapters.settings import ServiceSettings
 from pydantic import BaseModel, Field, SecretStr
@@ -66,5 +66,6 @@ class ModelOptions(BaseModel):
 class InferenceSettings(ServiceSettings):
     """Everything the inference service reads from the environment."""
 
+    service_schema: ClassVar[str | None] = "inference"
     inference: InferenceOptions = Field(default_factory=InferenceOptions)
     model: ModelOptions = Field(default_factory=ModelOptions)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import ClassVar, Literal, Self
 
 from axis_adapters.settings import ServiceSettings
 from axis_contracts import ImagingMode, PlateType
@@ -101,4 +101,5 @@ class IngestOptions(BaseModel):
 class IngestSettings(ServiceSettings):
     """Everything ``python -m axis_ingest`` reads."""
 
+    service_schema: ClassVar[str | None] = "ingest"
     ingest: IngestOptions = Field(default_factory=IngestOptions)

@@ -65,6 +65,7 @@ def build_service(settings: TrainerSettings, broker: Any, *, say: Any = None) ->
         consumer=CONSUMER_GROUP,
         is_processed=lambda eid: db.already_processed(settings.postgres, CONSUMER_GROUP, eid),
         mark_processed=lambda eid: db.mark_processed(settings.postgres, CONSUMER_GROUP, eid),
+        record_test_set=lambda event: db.record_test_set(settings.postgres, event),
     )
 
 

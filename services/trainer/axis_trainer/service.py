@@ -31,7 +31,11 @@ log = logging.getLogger("axis_trainer")
 def request_of(event: DatasetExported, *, start_from: str, skip_modes: tuple[str, ...] = ()) -> TrainRequest:
     """The training request an exported dataset asks for."""
     ref = DatasetRef(event.dataset_name, event.dataset_version, event.manifest_uri, event.manifest_sha256)
-    return TrainRequest(dataset=ref, start_from=start_from, source_event_id=str(event.event_id), skip_modes=skip_modes)
+    t = event.test_set
+    test = None if t is None else DatasetRef(t.dataset_name, t.dataset_version, t.manifest_uri, t.manifest_sha256)
+    return TrainRequest(
+        dataset=ref, start_from=start_from, source_event_id=str(event.event_id), skip_modes=skip_modes, test_set=test
+    )
 
 
 def registered_event(version: RegisteredVersion, mode: str, event: DatasetExported) -> ModelRegistered:
@@ -58,6 +62,7 @@ class TrainerService:
     consumer: str
     is_processed: Callable[[UUID], bool]
     mark_processed: Callable[[UUID], None]
+    record_test_set: Callable[[DatasetExported], None] = lambda event: None
 
     def _already_registered(self, event_id: str) -> dict[str, RegisteredVersion]:
         found = {}
@@ -83,6 +88,7 @@ class TrainerService:
             log.info("dataset %s does not match %r: not for this trainer", event.dataset_name, pattern)
             return []
         if event.purpose == "test":
+            await asyncio.to_thread(self.record_test_set, event)
             log.info(
                 "dataset %s@%s is a frozen test set: used for evaluation, not trained on",
                 event.dataset_name,

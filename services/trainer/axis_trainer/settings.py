@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from axis_adapters.settings import ServiceSettings
 from pydantic import BaseModel, Field
@@ -49,5 +49,6 @@ class ModelOptions(BaseModel):
 class TrainerSettings(ServiceSettings):
     """Everything the trainer reads from the environment."""
 
+    service_schema: ClassVar[str | None] = "trainer"
     trainer: TrainerOptions = Field(default_factory=TrainerOptions)
     model: ModelOptions = Field(default_factory=ModelOptions)
