@@ -57,10 +57,11 @@ def curation_site(stack: StackInfo) -> Iterator[CurationSite]:
     with connect(settings.postgres) as conn:
         demo = seed_demo(conn, services.store, barcode=barcode, queue_items=6, seed=11)
         # put this plate's disagreements first in every curator's queue, whatever other tests left behind
+        # (offset from the first id: dev items' ids start at 10^12, which as seconds would land past year 30000)
         conn.execute(
-            "UPDATE discrepancies SET created_at = timestamptz '2000-01-01' + id * interval '1 second' "
+            "UPDATE discrepancies SET created_at = timestamptz '2000-01-01' + (id - %s) * interval '1 second' "
             "WHERE id = ANY(%s)",
-            (demo.queue_ids,),
+            (min(demo.queue_ids), demo.queue_ids),
         )
         conn.commit()
     username, password = f"curator-{uuid.uuid4().hex[:6]}", "browser-test-password"
