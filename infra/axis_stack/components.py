@@ -346,7 +346,7 @@ def ensure_topics(bootstrap: str, *, create: bool = True, partitions: int = TOPI
 
 async def _kafka_topics(bootstrap: str, *, create: bool, partitions: int) -> str:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from axis_contracts.topics import ALL_TOPICS
+    from axis_contracts.topics import ALL_TOPICS, REPLAYED_TOPICS
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()
@@ -354,7 +354,8 @@ async def _kafka_topics(bootstrap: str, *, create: bool, partitions: int) -> str
         existing = set(await admin.list_topics())
         missing = [t for t in ALL_TOPICS if t not in existing]
         if create and missing:
-            new = [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
+            forever = {"retention.ms": "-1", "retention.bytes": "-1"}  # read models are rebuilt from these
+            new = [NewTopic(t, partitions, 1, topic_configs=forever if t in REPLAYED_TOPICS else {}) for t in missing]
             await admin.create_topics(new)
             existing = set(await admin.list_topics())
             still = [t for t in ALL_TOPICS if t not in existing]

@@ -23,3 +23,14 @@ ALL_TOPICS: tuple[str, ...] = (
     MODEL_PROMOTED,
     DEAD_LETTER,
 )
+
+# Topics the read models are rebuilt from (docs/operations.md, "Schemas per service"): kept forever.
+REPLAYED_TOPICS: tuple[str, ...] = (
+    IMAGE_CAPTURED,
+    CRYSTAL_SCORED,
+    USER_SCORED,
+    DISCREPANCY_FOUND,
+    COMPARISON_RECORDED,
+    CURATOR_LABELLED,
+    DATASET_EXPORTED,
+)
