@@ -5,10 +5,12 @@ stale files (the unit test tests/unit/test_api_docs_fresh.py does the same in me
 
 AsyncAPI 3.0.0 comes from FastStream's own generator (``faststream.specification.AsyncAPI``) run over a
 description application: one FastStream ``KafkaBroker`` per party (service or outside system) with a typed
-publisher or subscriber for every event it sends or receives (apidocs_catalog.FLOWS). The services' own brokers
+publisher or subscriber for every event it sends or receives (apidocs_catalog.flows). The services' own brokers
 decode raw records (their handlers take the Kafka message, not a model), so FastStream cannot read payload types
 from them. FastStream leaves message keys, headers and examples out (TODO in its Message model) and makes one
-channel per operation; this module adds the three and merges the channels into one per topic.
+channel per operation; this module adds the three and merges the channels into one per topic. Where a service's
+code lists what it consumes, the description follows it: the discrepancy service's topics and group come from
+the subscriber its own ``register()`` builds, curation's from ``axis_curation.projector.CONSUMED``.
 
 OpenAPI comes from each FastAPI app's own ``openapi()``, built without connecting to anything.
 """
@@ -25,7 +27,8 @@ from typing import Any, cast
 import yaml
 from axis_contracts.events import EVENT_TYPES, Event
 
-from axis_cli.apidocs_catalog import EXAMPLES, PARTIES, Flow, Side, flows
+from axis_cli.apidocs_catalog import PARTIES, Flow, Side, flows
+from axis_cli.apidocs_examples import EXAMPLES
 
 ASYNCAPI_PATH = "docs/asyncapi.yaml"
 OPENAPI_DIR = "docs/openapi"
@@ -93,8 +96,8 @@ def _check_catalog(table: dict[str, Flow]) -> None:
     missing = [n for n in EVENT_TYPES if n not in table or n not in EXAMPLES]
     if missing:
         raise SystemExit(
-            f"events without a flow or an example: {', '.join(missing)}; add them to FLOWS and EXAMPLES in "
-            "services/cli/axis_cli/apidocs_catalog.py, then run `make docs`"
+            f"events without a flow or an example: {', '.join(missing)}; add them to flows() in "
+            "services/cli/axis_cli/apidocs_catalog.py and EXAMPLES in apidocs_examples.py, then run `make docs`"
         )
     unknown = sorted({s.party for f in table.values() for s in (*f.send, *f.receive)} - set(PARTIES))
     if unknown:
@@ -327,11 +330,15 @@ def _inference_app() -> Any:
 
 def _patch_map_app() -> Any:
     from axis_adapters.health_http import health_app
-    from axis_inference.patchmaps import PatchMapRoutes
 
-    # the options PatchMapRoutes.server gives its HealthServer, over the real routes
-    routes = PatchMapRoutes(holder=cast(Any, None), store=cast(Any, None), max_bytes=1).routes()
-    return health_app(_never, None, require_token=True, token_setting="AXIS_INFERENCE__METRICS_TOKEN", routes=routes)
+    # the options and route of axis_inference.patchmaps.PatchMapRoutes.server (importing it loads torch)
+    return health_app(
+        _never,
+        None,
+        require_token=True,
+        token_setting="AXIS_INFERENCE__METRICS_TOKEN",
+        routes={"/v1/patch-map": _never},
+    )
 
 
 OPENAPI_APPS: dict[str, tuple[str, Any]] = {
