@@ -144,10 +144,10 @@ def create_app(services: Services, *, manage_lifecycle: bool = True) -> FastAPI:
         return FileResponse(str(STATIC / "login.html"), media_type="text/html")
 
     pages = (
-        ("/curate", "curate.html", "curator", "the curator queue"),
-        ("/plates", "plates.html", "scientist", "the plate list"),
-        ("/plates/{barcode}", "plate.html", "scientist", "the plate map"),
-        ("/datasets", "datasets.html", "scientist", "the datasets page"),
+        ("/curate", "curate.html", "curator", "The curator queue"),
+        ("/plates", "plates.html", "scientist", "The plate list"),
+        ("/plates/{barcode}", "plate.html", "scientist", "The plate map"),
+        ("/datasets", "datasets.html", "scientist", "The datasets page"),
     )
     for path, name, role, what in pages:
         app.add_api_route(path, _page(name, role, what), methods=["GET"], include_in_schema=False)

@@ -31,6 +31,8 @@ function buildViewer() {
 
 function placeViewer() {
   viewer.img.style.transform = "translate(" + viewer.x + "px, " + viewer.y + "px) scale(" + viewer.scale + ")";
+  // zoomed far in, show the stored pixels as they are rather than smoothed
+  viewer.img.style.imageRendering = viewer.scale >= 3 ? "pixelated" : "auto";
   viewer.node.dataset.scale = viewer.scale.toFixed(3);
 }
 
