@@ -174,12 +174,20 @@ def _channel(name: str, model: type[Event], flow: Flow) -> dict[str, Any]:
         f"consumed by {names(flow.receive)}. Python: `axis_contracts.events.{name}`, topic constant in "
         f"`axis_contracts.topics`."
     )
+    from axis_contracts.topics import REPLAYED_TOPICS
+
+    binding: dict[str, Any] = {"topic": model.TOPIC}
+    if model.TOPIC in REPLAYED_TOPICS:  # as the embedded stack creates it; production Kafka needs the same
+        text += (
+            "\n\nKept forever: read models are rebuilt by replaying it from the earliest offset (docs/operations.md)."
+        )
+        binding["topicConfiguration"] = {"retention.ms": -1, "retention.bytes": -1}
     return {
         "address": model.TOPIC,
         "title": name,
         "description": text,
         "messages": {name: {"$ref": f"#/components/messages/{name}"}},
-        "bindings": {"kafka": {"topic": model.TOPIC, "bindingVersion": BINDING_VERSION}},
+        "bindings": {"kafka": {**binding, "bindingVersion": BINDING_VERSION}},
     }
 
 
