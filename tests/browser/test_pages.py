@@ -342,3 +342,18 @@ def test_1536_well_plate_json_is_served_compressed(pages_site: Any) -> None:
             assert wire < raw
         plain = c.get(f"/v1/plates/{site.big_barcode}", headers={"Accept-Encoding": "identity"})
         assert plain.headers.get("content-encoding") is None and len(plain.content) == raw
+
+
+def test_a_well_links_to_its_queue_item_and_the_item_back_to_its_well(pages_site: Any, browser: Any) -> None:
+    site, page = pages_site, new_page(browser)
+    well, item = site.queued_wells[1], site.queue_ids[1]
+    login(page, site, site.accounts["admin"], f"/plates/{site.barcode}?well={well}")
+    page.wait_for_selector("#well-queue a")
+    assert page.get_attribute("#well-queue a", "href") == f"/curate?item={item}"
+    page.click("#well-queue a")
+    page.wait_for_function(f"document.getElementById('item-id').textContent === '#{item}'")
+    assert (page.text_content("#drop") or "").startswith(f"{site.barcode} {well} ")
+    page.click("#well-link")
+    page.wait_for_selector("#well-images img")
+    assert page.locator(f"#well-{well}.selected").count() == 1, "the item's well is open on the plate map"
+    page.context.close()
