@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
 from axis_adapters import discrepancy_repo as repo
+from axis_adapters.consumer import IsolatingBatchHandler
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
-from axis_adapters.retry import RetriesExhausted, RetryPolicy, retry_async
+from axis_adapters.retry import RetryPolicy
 from axis_contracts import CrystalScored, CuratorLabelled, Event, ImageCaptured, ScoreScheme, UserScored
 from axis_contracts.parsing import decode_json, validate_event
 from axis_core.discrepancy import (
@@ -135,55 +134,35 @@ class DiscrepancyService:
         self._connect_timeout_s = min(10.0, attempt_timeout_s)
         self._context = {"max_future_skew_s": max_future_skew_s}
         self._routing = routing or RoutingPolicy(agreements_per_day=0)
-        self.dead_letters = DeadLetterSink(
-            publisher, consumer, store=store, keep_bytes=dead_letter_keep_bytes, pool=pool
+        sink = DeadLetterSink(publisher, consumer, store=store, keep_bytes=dead_letter_keep_bytes, pool=pool)
+        # the one retry / isolation / dead-letter rule of every consumer (axis_adapters.consumer); late-bound
+        # so that a test may replace _process
+        self._batches = IsolatingBatchHandler(
+            lambda records: self._process(records),
+            dead_letters=sink,
+            policy=self._policy,
+            attempt_timeout_s=attempt_timeout_s,
+            name="discrepancy",
         )
-        self.failing_since: float | None = None  # monotonic start of the current run of transient failures
+        self.dead_letters = sink
+
+    @property
+    def failing_since(self) -> float | None:
+        """Monotonic start of the current run of transient failures (None: none)."""
+        return self._batches.failing_since
+
+    @failing_since.setter
+    def failing_since(self, value: float | None) -> None:
+        self._batches.failing_since = value
 
     async def handle(self, records: Sequence[RawRecord]) -> None:
-        """Process a batch; transient errors are retried with back-off, then propagate (the batch is redelivered).
-
-        Any other error isolates the bad record: the batch is retried record by record and the record that still
-        fails is dead-lettered. Nothing is dead-lettered for a transient error.
-        """
-        n = len(records)
-        try:
-            await self._retrying(lambda: self._process(records), f"batch of {n}")
-        except Exception as exc:
-            if self._policy.is_transient(exc):
-                log.warning("batch of %d not processed (%r); it will be redelivered", n, exc)
-                raise
-            log.exception("batch of %d failed; retrying record by record", n)
-            for rec in records:
-                try:
-                    await self._retrying(partial(self._process, [rec]), f"record {rec.topic}@{rec.offset}")
-                except Exception as one:
-                    if self._policy.is_transient(one):
-                        raise
-                    await self.dead_letters.reject_once([(rec, one)])  # once, across redeliveries too
+        """Process a batch under the shared rule (transient: retried, then redelivered; a bad record:
+        isolated and dead-lettered once), then publish the outbox."""
+        await self._batches(records)
         await self._retrying(self.publish_pending, "outbox")
 
     async def _retrying(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
-        """``fn()``, each attempt bounded in time; transient failures retried per the policy (capped back-off).
-
-        Permanent errors are raised at once; once the policy is spent the last transient error is raised.
-        """
-
-        async def attempt() -> T:
-            try:
-                async with asyncio.timeout(self._attempt_timeout_s):
-                    return await fn()
-            except Exception as exc:
-                if self._policy.is_transient(exc) and self.failing_since is None:
-                    self.failing_since = time.monotonic()
-                raise
-
-        try:
-            result = await retry_async(attempt, policy=self._policy, what=what)
-        except RetriesExhausted as exc:
-            raise exc.last from exc
-        self.failing_since = None
-        return result
+        return await self._batches.retrying(fn, what)
 
     async def _process(self, records: Sequence[RawRecord]) -> None:
         decoded = [
