@@ -125,3 +125,21 @@ async def test_redelivery_after_a_crash_announces_the_registered_version_without
     (announced,) = h.registered()
     assert (announced.model_name, announced.version, announced.metrics) == ("axis-visible", "1", {"test_recall": 0.96})
     assert fake_training[0].skip_modes == ("visible",)
+
+
+async def test_a_test_set_is_remembered_and_a_train_set_names_its_own(
+    tmp_path: Path, fake_training: list[TrainRequest]
+) -> None:
+    """The trainer learns frozen test sets from DatasetExported (no query of curation's tables)."""
+    from axis_contracts.events import DatasetPointer
+
+    h = Harness(tmp_path)
+    seen: list[str] = []
+    h.service.record_test_set = lambda e: seen.append(f"{e.dataset_name}@{e.dataset_version}")
+    await h.service.handle(_record(_event(dataset_name="frozen", purpose="test").to_bytes()))
+    assert seen == ["frozen@v1"] and fake_training == []
+    pointer = DatasetPointer(dataset_name="frozen", dataset_version="v1", manifest_uri="s3://axis-datasets/f/m.jsonl")
+    await h.service.handle(_record(_event(dataset_name="train-y", test_set=pointer).to_bytes()))
+    (request,) = fake_training
+    assert request.test_set is not None
+    assert (request.test_set.name, request.test_set.manifest_uri) == ("frozen", "s3://axis-datasets/f/m.jsonl")
