@@ -15,9 +15,19 @@ import pytest
 from axis_adapters.curation_repo import CurationRepo
 from axis_adapters.db import async_pool, sync_pool
 from axis_adapters.kafka import RawRecord
-from axis_contracts import DEFAULT_SCHEME, CrystalScored, ModeScore, UserScored, topics
+from axis_contracts import (
+    DEFAULT_SCHEME,
+    ComparisonRecorded,
+    CrystalScored,
+    DiscrepancyFound,
+    ModeScore,
+    UserScored,
+    topics,
+)
 from axis_core.discrepancy import ml_label
 from axis_core.routing import RoutingPolicy
+from axis_curation import read_model
+from axis_curation.settings import CurationSettings
 from axis_discrepancy.lims_gateway import PgGatewayStore
 from axis_discrepancy.service import DiscrepancyService
 from discrepancy_harness import discrepancy_settings
@@ -153,8 +163,21 @@ async def test_likely_wrong_agreements_are_queued_within_budget_and_ordered_by_v
     found = [m for m in pub.on(topics.DISCREPANCY_FOUND) if RUN.encode() in m]
     assert len(found) == 1 and iid["disagree"].encode() in found[0]
 
-    # the curator queue is ordered by expected value (the chance the curator overturns the model)
-    sync = sync_pool(settings.postgres)
+    # curation learns the queue from the events alone (DiscrepancyFound; the routed agreements from their
+    # ComparisonRecorded) into its own schema; its queue is ordered by expected value (the chance the curator
+    # overturns the model)
+    cur_settings = CurationSettings(_env_file=str(stack.env_file))  # type: ignore[call-arg]
+    assert cur_settings.postgres.user == "axis_curation"
+    comparisons = [ComparisonRecorded.model_validate_json(m) for m in pub.on(topics.COMPARISON_RECORDED)]
+    ours_cmp = [c for c in comparisons if c.inspection_id.startswith(f"rt-{RUN}-")]
+    assert {c.inspection_id.removeprefix(f"rt-{RUN}-") for c in ours_cmp if c.queue_item_id} == set(items)
+    async with await psycopg.AsyncConnection.connect(cur_settings.postgres.conninfo()) as aconn:
+        async with aconn.transaction():
+            await read_model.apply_comparisons(aconn, comparisons)
+            await read_model.apply_discrepancies(
+                aconn, [DiscrepancyFound.model_validate_json(m) for m in pub.on(topics.DISCREPANCY_FOUND)]
+            )
+    sync = sync_pool(cur_settings.postgres)
     try:
         _, queue = CurationRepo(sync).queue("nobody-" + RUN, 1000)
     finally:

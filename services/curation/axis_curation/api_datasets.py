@@ -22,7 +22,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from axis_curation.api_curate import services_of
 from axis_curation.context import Services
-from axis_curation.export import NAME_PATTERN, OBJECTS, ExportRequest, event_for
+from axis_curation.export import NAME_PATTERN, OBJECTS, ExportRequest, event_for, frozen_test_set
 from axis_curation.export_jobs import job_json
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,8 @@ def diff(
 async def _publish(svc: Services, record: DatasetRecord) -> bool:
     if svc.publisher is None:
         return False
-    await publish_event(svc.publisher, event_for(record, svc.options.producer))
+    test_set = frozen_test_set(await run_in_threadpool(svc.repo.datasets))
+    await publish_event(svc.publisher, event_for(record, svc.options.producer, test_set=test_set))
     return True
 
 

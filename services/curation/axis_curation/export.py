@@ -14,6 +14,7 @@ from axis_adapters.curation_repo import CurationRepo, DatasetRecord
 from axis_adapters.export_jobs_repo import next_version
 from axis_adapters.objectstore import ObjectStore, make_uri
 from axis_contracts import DatasetExported
+from axis_contracts.events import DatasetPointer
 from axis_core.dataset import (
     Candidate,
     CuratorLabel,
@@ -28,7 +29,9 @@ from axis_core.dataset import (
 from axis_core.dataset.model import ImageMeasurement, Item
 from pydantic import BaseModel, Field, field_validator
 
-__all__ = ["NAME_PATTERN", "DatasetExporter", "ExportRequest", "event_for", "next_version", "resolve_config"]
+__all__ = [
+    "NAME_PATTERN", "DatasetExporter", "ExportRequest", "event_for", "frozen_test_set", "next_version", "resolve_config"
+]  # fmt: skip
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
 PlateBarcode = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
@@ -52,9 +55,25 @@ class ExportRequest(BaseModel):
         return v
 
 
-def event_for(record: DatasetRecord, producer: str) -> DatasetExported:
-    """DatasetExported for a recorded dataset (also used to re-publish)."""
+def frozen_test_set(records: Sequence[DatasetRecord]) -> DatasetRecord | None:
+    """The newest dataset exported with purpose=test (what a train dataset is evaluated on), or None."""
+    tests = [r for r in records if r.purpose == "test"]
+    return max(tests, key=lambda r: (r.created_at or datetime.min.replace(tzinfo=UTC), r.name, r.version), default=None)
+
+
+def event_for(record: DatasetRecord, producer: str, *, test_set: DatasetRecord | None = None) -> DatasetExported:
+    """DatasetExported for a recorded dataset (also used to re-publish); a train set names its frozen test set,
+    so that the trainer needs no query of curation's tables."""
+    pointer = None
+    if test_set is not None and record.purpose == "train":
+        pointer = DatasetPointer(
+            dataset_name=test_set.name,
+            dataset_version=test_set.version,
+            manifest_uri=test_set.manifest_uri,
+            manifest_sha256=test_set.manifest_sha256,
+        )
     return DatasetExported(
+        test_set=pointer,
         producer=producer,
         dataset_name=record.name,
         dataset_version=record.version,

@@ -25,7 +25,7 @@ from axis_adapters.kafka import Publisher, publish_event
 from axis_adapters.objectstore import ObjectStoreUnavailable
 from pydantic import ValidationError
 
-from axis_curation.export import DatasetExporter, ExportRequest, event_for
+from axis_curation.export import DatasetExporter, ExportRequest, event_for, frozen_test_set
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,8 @@ class ExportJobRunner:
             return False
         record = DatasetRecord.model_validate(job.result)
         try:
-            await publish_event(self.publisher, event_for(record, self.producer))
+            test_set = frozen_test_set(await asyncio.to_thread(self.exporter.repo.datasets))
+            await publish_event(self.publisher, event_for(record, self.producer, test_set=test_set))
         except Exception as exc:  # the version is recorded; say how to retry instead of failing silently
             retry = f"/v1/datasets/{record.name}/{record.version}/publish"
             error = f"{type(exc).__name__}: {exc}; retry with POST {retry}"

@@ -153,8 +153,9 @@ def check_outputs(
         every = by_coord.get((c.topic, c.partition, c.offset), [])
         # the topic's own consumer dead-letters it once with its reason; another service that also reads the
         # topic (discrepancy reads ImageCaptured) may dead-letter it too, but at most once
-        mine = [d for d in every if d.consumer == OWNER[c.topic]]
-        extra = Counter(d.consumer for d in every if d.consumer != OWNER[c.topic])
+        owner = OWNER.get(c.topic or "")
+        mine = [d for d in every if d.consumer == owner]
+        extra = Counter(d.consumer for d in every if d.consumer != owner)
         text = " ".join(f"{d.error_type} {d.error}" for d in mine).lower()
         if any(n > 1 for n in extra.values()):
             report.problems.append(f"{c.klass}: {c.topic}[{c.partition}]@{c.offset} dead-lettered {dict(extra)}")
