@@ -208,7 +208,8 @@ class Authenticator:
 
     def authenticate(self, username: str, password: str) -> Account:
         """The account when the password matches, else InvalidCredentials."""
-        found = self.store.get_account(username)
+        # a name no account can have (e.g. a NUL, which PostgreSQL cannot even compare) is simply unknown
+        found = self.store.get_account(username) if _USERNAME.match(username) else None
         if found is None:
             verify_password(password, _DUMMY_HASH)
             raise InvalidCredentials("unknown user or wrong password")
