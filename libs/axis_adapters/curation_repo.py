@@ -6,6 +6,7 @@ and applied in the same transaction that stores the label, under a row lock on t
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
+from axis_adapters.curation_labels import record_label_event
 from axis_adapters.curation_plates import PlateQueries
 
 
@@ -242,10 +244,13 @@ class CurationRepo(PlateQueries):
                 raise ItemNotFound(f"no queued item {item_id}")
             if row["status"] == "superseded":
                 raise ItemClosed(f"item {item_id} was superseded by a newer score and takes no labels")
+            event_id = uuid.uuid4()
             cur.execute(
-                "INSERT INTO curator_labels (discrepancy_id, curator, label, comment) VALUES (%s, %s, %s, %s)",
-                (item_id, curator, label, comment),
+                "INSERT INTO curator_labels (discrepancy_id, curator, label, comment, label_event_id) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING created_at",
+                (item_id, curator, label, comment, event_id),
             )
+            at = cur.fetchone()["created_at"]  # type: ignore[index]
             cur.execute(
                 "SELECT curator, label, created_at FROM curator_labels WHERE discrepancy_id = %s "
                 "ORDER BY created_at, id",
@@ -256,6 +261,8 @@ class CurationRepo(PlateQueries):
             cur.execute(
                 "UPDATE discrepancies SET status = %s, resolved_label = %s WHERE id = %s", (status, resolved, item_id)
             )
+            record_label_event(cur, item_id=item_id, curator=curator, at=at, status=status, resolved=resolved,
+                               label=label, comment=comment, event_id=event_id)  # fmt: skip
             cur.execute(f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE d.id = %s", (item_id,))  # noqa: S608
             return QueueItem.model_validate(cur.fetchone())
 
@@ -273,12 +280,14 @@ class CurationRepo(PlateQueries):
                 raise ItemClosed(f"item {item_id} was superseded by a newer score; its labels stay as they are")
             cur.execute(
                 "DELETE FROM curator_labels WHERE id = (SELECT id FROM curator_labels WHERE discrepancy_id = %s "
-                "AND curator = %s ORDER BY created_at DESC, id DESC LIMIT 1) RETURNING label",
+                "AND curator = %s ORDER BY created_at DESC, id DESC LIMIT 1) RETURNING label, label_event_id",
                 (item_id, curator),
             )
             removed = cur.fetchone()
             if removed is None:
                 raise NoLabelOfYours(f"you have not labelled item {item_id}")
+            cur.execute("SELECT clock_timestamp() AS at")
+            undone_at = cur.fetchone()["at"]  # type: ignore[index]
             cur.execute(
                 "SELECT curator, label, created_at FROM curator_labels WHERE discrepancy_id = %s "
                 "ORDER BY created_at, id",
@@ -289,6 +298,8 @@ class CurationRepo(PlateQueries):
             cur.execute(
                 "UPDATE discrepancies SET status = %s, resolved_label = %s WHERE id = %s", (status, resolved, item_id)
             )
+            record_label_event(cur, item_id=item_id, curator=curator, at=undone_at, status=status, resolved=resolved,
+                               withdraws=removed["label_event_id"])  # fmt: skip
             cur.execute(f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE d.id = %s", (item_id,))  # noqa: S608
             return QueueItem.model_validate(cur.fetchone()), str(removed["label"])
 
