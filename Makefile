@@ -13,7 +13,7 @@ BENCH_GPU_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install lint typecheck check test test-unit test-integration test-browser test-e2e up down status \
-        demo experiment-curation compose-check bench-inference bench-gpu bench-discrepancy chaos hostile durability docs browser-deps clean
+        demo experiment-curation compose-check bench-inference bench-gpu bench-discrepancy bench-scale chaos hostile durability docs browser-deps clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ bench-gpu: $(STAMP) ## GPU scoring variants x batch sizes, then the service end 
 
 bench-discrepancy: $(STAMP) ## score + user-score pairs through the broker and PostgreSQL
 	$(PY) -m axis_discrepancy.bench
+
+bench-scale: $(STAMP) ## a facility's year (1.0M images) on a fresh stack, then latencies, throughput, export, sizes (SCALE=0.05)
+	$(PY) -m axis_simulators.bench_scale
 
 chaos: $(STAMP) ## kill and restart components under load; prints lost/duplicated counts
 	$(PY) -m axis_simulators.chaos
