@@ -53,6 +53,7 @@ class DemoOptions:
     stage_timeout: float = 600.0
     force_promotion: bool = False
     torch_threads: int = 1
+    curator_budget: int | None = None  # labels each simulated curator gives at most (None: the whole queue)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class DemoContext:
     facility: FacilityPlan | None = None  # stage 4
     services: ServiceSet | None = None  # stage 4: the service processes
     ports: dict[str, int] = field(default_factory=dict)
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> env added at its start
     curation_url: str = ""
     admin: CurationClient | None = None  # stage 4: the admin's client of the curation API
     before_export: dict[str, int] = field(default_factory=dict)  # stage 6: mode -> latest version before

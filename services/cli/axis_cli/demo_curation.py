@@ -1,340 +1,432 @@
 """``python -m axis_cli.demo_curation`` (``make experiment-curation``): does curating likely-wrong agreements pay?
 
-The demo's loop, in one process and on the demo's synthetic plates (axis_simulators.robot / axis_synth), with the
-library code the services run: a foundation model trained on domain A scores facility-B plates (both modes, fused
-by max), simulated LIMS users score them (three users, one of them careless), the routing of the discrepancy
-service (axis_core.routing: the same score, budget and per-user reliability from curated outcomes) fills the
-curator queue, simulated curators label the queue in its order up to the same budget in both arms, and the
-curation export's rule builds the training set (agreements with their agreed label, curated items with the
-curators' label, uncurated disagreements and items the curators found uncertain left out). Each arm fine-tunes a
-copy of the foundation on all loop plates but one with the trainer's own loop (axis_model.finetune.train_mode:
-the best epoch on that validation plate is kept), picks its decision threshold on the same plate (best
-balanced accuracy under the training labels, as the trainer selects on its validation split) and is measured on
-held-out facility-B test plates. Per seed the loop runs twice:
+The demo's loop (its stage functions, axis_cli.demo_*), on one embedded stack with the real services, run twice per
+seed with the same curator budget; the two arms differ only in the discrepancy service's routing setting:
 
-* disagreements only: the queue is the disagreements (ordered by the same score);
-* with uncertain agreements: the queue also receives routed agreements within the budget.
+* disagreements only: ``AXIS_DISCREPANCY__ROUTING__AGREEMENTS_PER_DAY`` off;
+* with uncertain agreements: the service also routes up to ``--agreements`` likely-wrong agreements into the queue.
 
-What it does not run: the broker, PostgreSQL and the services' processes (the full stack is ``make demo``, ~7 min
-a run; four runs would not fit the 20-minute bound on 2 cores). The curators are perfect apart from an
-``uncertain`` share (an uncertain answer spends a label and yields none), and one label decides an item (the
-demo's consensus of two would halve every budget alike).
+Per seed: the foundation is trained on domain A and promoted (the demo's stage 3, once); a frozen facility-B test
+set is rendered (ground-truth labels, the same for both arms). Per arm: the demo's facility-B loop plates (same
+pixels in both arms, fresh barcodes) go robot -> inference -> LIMS -> discrepancy -> two simulated curators
+labelling the queue in its order (expected value of a label) up to the budget, then the curation export, the
+trainer's fine-tune from the champion (the foundation: nothing is promoted here) and its challenger measured fused
+per inspection on the test set. The LIMS users' errors are drawn per drop and inspection independently of the
+barcodes, so both arms see the same wrong user scores. docs/curation-routing.md says what it measures.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import sys
+import asyncio
+import json
+import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    from axis_core.dataset import ManifestRow
 
-USERS: tuple[tuple[str, float], ...] = (("lims-ann", 0.03), ("lims-bob", 0.05), ("lims-cy", 0.30))
+    from axis_cli.demo_context import DemoContext, DemoOptions
+    from axis_cli.demo_eval import VersionEval
+
+CLEANERS = ("sim-cleaner-1", "sim-cleaner-2")
 
 
 @dataclass(frozen=True)
 class ExperimentOptions:
     """Sizes of one experiment (two arms per seed)."""
 
+    data_dir: Path = Path(".axis/experiment-curation")
     seeds: tuple[int, ...] = (0, 1)
-    budget: int = 60
-    rounds: int = 2
+    budget: int = 40  # curator labels per arm, shared by the two curators (consensus of two: budget / 2 items)
+    agreements: int = 0  # routed agreements allowed per arm; 0: budget / 2 (as many as the curators can decide)
+    max_queue_share: float = 0.5
     foundation_plates: int = 3
-    loop_plates: int = 4
+    plates: int = 3
     test_plates: int = 2
-    wells: int = 48
-    inspections: int = 3
-    foundation_steps: int = 300
-    steps: int = 300
-    threshold: float = 0.5
-    share: float = 0.5
+    wells: int = 32
+    inspections: int = 2
+    foundation_steps: int = 150
+    steps: int = 150
+    lims_error_rate: float = 0.05
     uncertain_share: float = 0.1
-    users: tuple[tuple[str, float], ...] = USERS
-    torch_threads: int = 1
-    size: tuple[int, int] = (224, 168)
+    foundation_per_seed: bool = False  # train the foundation for every seed (else once, with the first seed)
+
+    @property
+    def agreements_per_arm(self) -> int:
+        """The routing arm's agreement allowance."""
+        return self.agreements or max(1, self.budget // 2)
 
 
-@dataclass
-class Inspection:
-    """One facility-B inspection: its images (per mode, model input), truth and what the loop made of it."""
-
-    iid: str
-    plate: str
-    truth: str
-    pixels: dict[str, np.ndarray] = field(default_factory=dict)
-    probs: dict[str, float] = field(default_factory=dict)
-    user: str = ""
-    human: str = ""
+def neutral_key(inspection_id: str, barcode_prefix: str) -> str:
+    """An inspection's id without its run's barcode prefix: the same drop and inspection in every arm."""
+    return inspection_id.removeprefix(barcode_prefix + "-")
 
 
-def say(msg: str) -> None:
-    """Progress on stderr (the result line goes to stdout)."""
-    print(f"[experiment] {msg}", file=sys.stderr, flush=True)
+def erred_truth(truth: Mapping[str, str], barcode_prefix: str, *, error_rate: float, seed: int) -> dict[str, str]:
+    """The LIMS truth with the LIMS simulator's own human errors applied, seeded per neutral key (not per barcode)."""
+    from axis_simulators.lims import LimsSimulator
+
+    by_key = {neutral_key(iid, barcode_prefix): cls for iid, cls in truth.items()}
+    sim = LimsSimulator(truth=by_key, publisher=None, error_rate=error_rate, seed=seed)  # type: ignore[arg-type]
+    return {iid: sim.decide(neutral_key(iid, barcode_prefix)) or cls for iid, cls in truth.items()}
 
 
-def render(
-    domain: str, plates: int, seed: int, part: str, o: ExperimentOptions, preprocess: object
-) -> list[Inspection]:
-    """Plan and render plates; one Inspection per inspection with both modes' model inputs."""
-    from axis_model import preprocess_bytes
-    from axis_simulators.robot import RobotConfig, encode_image, plan
+def routing_allowance(routed_today: int, per_arm: int) -> int:
+    """``agreements_per_day`` for an arm: the day's budget counts every agreement routed today, also earlier arms'."""
+    return routed_today + per_arm
 
-    config = RobotConfig(
-        domain=domain,
-        plates=plates,
+
+def result_line(budget: int, seeds: Sequence[int], before: float, only: float, routed: float) -> str:
+    """The experiment's last line (fractions in, percentages out)."""
+    return (
+        f"curation budget {budget}: balanced accuracy (fused) {before:.1%} -> {only:.1%} (disagreements only) "
+        f"vs {before:.1%} -> {routed:.1%} (with uncertain agreements), seeds {' '.join(str(s) for s in seeds)}"
+    )
+
+
+def demo_options(o: ExperimentOptions, seed: int) -> DemoOptions:
+    """The demo's options for one seed (sizes of the experiment; the LIMS errors are applied beforehand)."""
+    from axis_cli.demo_context import DemoOptions
+
+    return DemoOptions(
+        data_dir=o.data_dir.resolve(),
+        seed=seed,
+        foundation_plates=o.foundation_plates,
+        test_plates=o.test_plates,
+        plates=o.plates,
+        after_plates=1,
         wells=o.wells,
         inspections=o.inspections,
-        seed=seed,
-        size=o.size,
-        image_format="png",
-        barcode_prefix=f"X{part}{seed}",
+        foundation_steps=o.foundation_steps,
+        steps=o.steps,
+        lims_error_rate=0.0,
+        uncertain_share=o.uncertain_share,
+        curator_budget=o.budget // 2,
     )
-    dom = config.domain_obj()
-    out: dict[str, Inspection] = {}
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """The frozen test set of a seed: manifest rows, the images' bytes and the manifest's URI in S3."""
+
+    rows: list[ManifestRow]
+    images: dict[str, bytes]
+    manifest_uri: str
+
+
+def test_set(ctx: DemoContext) -> TestSet:
+    """The demo's facility-B test plates with their ground-truth labels, in S3 as a manifest the trainer reads."""
+    import hashlib
+
+    from axis_adapters.objectstore import make_uri
+    from axis_contracts import ImagingMode
+    from axis_core.dataset import ManifestRow, encode_manifest
+    from axis_simulators.robot import encode_image, image_uri, plan
+
+    from axis_cli.demo_loop import robot_config
+
+    config = robot_config(ctx, "T", ctx.opts.test_plates, 11)
+    domain = config.domain_obj()
+    store = ctx.store()
+    store.ensure_bucket(config.bucket)
+    store.ensure_bucket("axis-datasets")
+    rows, images = [], {}
     for im in plan(config):
-        insp = out.setdefault(im.inspection_id, Inspection(im.inspection_id, im.plate_barcode, im.label))
-        data = encode_image(im, dom, image_format="png", size=o.size)
-        insp.pixels[im.imaging_mode.value] = preprocess_bytes(data, preprocess)  # type: ignore[arg-type]
-    return list(out.values())
-
-
-def label_ids(labels: Sequence[str]) -> np.ndarray:
-    """Class ids of the classifier (axis_model.spec.LABELS order)."""
-    from axis_model.spec import LABELS
-
-    return np.array([LABELS.index(x) for x in labels], dtype=np.int64)
-
-
-def train(
-    clf: object, rows: list[tuple[Inspection, str]], val: list[tuple[Inspection, str]], *, steps: int, seed: int
-) -> None:
-    """Fine-tune each mode's adapter + head with the trainer's loop (best validation epoch kept), one image a mode."""
-    from axis_model.finetune import TrainConfig, train_mode
-
-    for mode in ("visible", "uv"):
-        have = [(i, lab) for i, lab in rows if mode in i.pixels]
-        held = [(i, lab) for i, lab in val if mode in i.pixels] or have  # no validation rows: select on training
-        px = np.stack([i.pixels[mode] for i, _ in have])
-        val_px = np.stack([i.pixels[mode] for i, _ in held])
-        config = TrainConfig.for_steps(steps, len(px), batch_size=16, lr=1e-3, seed=seed)
-        train_mode(
-            clf,  # type: ignore[arg-type]
-            mode,
-            px,
-            label_ids([lab for _, lab in have]),
-            val_px,
-            label_ids([lab for _, lab in held]),
-            config,
-        )
-
-
-def score(clf: object, inspections: list[Inspection]) -> None:
-    """Per-mode P(crystal) of every inspection (in chunks)."""
-    for mode in ("visible", "uv"):
-        have = [i for i in inspections if mode in i.pixels]
-        for s in range(0, len(have), 64):
-            chunk = have[s : s + 64]
-            p = clf.predict_proba(np.stack([i.pixels[mode] for i in chunk]), mode)  # type: ignore[attr-defined]
-            for i, v in zip(chunk, p, strict=True):
-                i.probs[mode] = float(v)
-
-
-def fused(clf: object, inspections: list[Inspection]) -> np.ndarray:
-    """Fused P(crystal) (max over modes) of inspections, without touching their stored scores."""
-    out = np.zeros(len(inspections))
-    for mode in ("visible", "uv"):
-        idx = [n for n, i in enumerate(inspections) if mode in i.pixels]
-        for s in range(0, len(idx), 64):
-            chunk = idx[s : s + 64]
-            px = np.stack([inspections[n].pixels[mode] for n in chunk])
-            p = clf.predict_proba(px, mode)  # type: ignore[attr-defined]
-            out[chunk] = np.maximum(out[chunk], p)
-    return out
-
-
-def _ba(pred: np.ndarray, true: np.ndarray) -> float:
-    tpr = (pred & true).sum() / max(1, true.sum())
-    tnr = (~pred & ~true).sum() / max(1, (~true).sum())
-    return float((tpr + tnr) / 2)
-
-
-def pick_threshold(clf: object, rows: list[tuple[Inspection, str]]) -> float:
-    """The threshold with the best fused balanced accuracy on validation rows (0.5 when they hold one class)."""
-    true = np.array([lab == "crystal" for _, lab in rows])
-    if not rows or true.all() or not true.any():
-        return 0.5
-    p = fused(clf, [i for i, _ in rows])
-    return float(max(np.unique(p), key=lambda t: (_ba(p >= t, true), -abs(t - 0.5))))
-
-
-def balanced_accuracy(clf: object, test: list[Inspection], threshold: float) -> float:
-    """Fused (max over modes) balanced accuracy on the test inspections at the model's threshold."""
-    return _ba(fused(clf, test) >= threshold, np.array([i.truth == "crystal" for i in test]))
-
-
-@dataclass
-class ArmResult:
-    """What one arm curated and the model it trained."""
-
-    balanced_accuracy: float
-    curated: int
-    agreements_curated: int
-    corrected: int
-    training_rows: int
-    threshold: float
-
-
-def run_arm(
-    foundation: object, loop: list[Inspection], test: list[Inspection], o: ExperimentOptions, *, seed: int, route: bool
-) -> ArmResult:
-    """One pass of the loop with or without routed agreements; returns the trained copy's test result."""
-    from axis_core.routing import BudgetState, ModeProbability, Reliability, RoutingPolicy, assess, choose
-
-    rng = np.random.default_rng(seed * 7 + 3)
-    per_round = o.budget // o.rounds
-    policy = RoutingPolicy(agreements_per_day=per_round if route else 0, max_queue_share=o.share)
-    record: dict[str, list[int]] = {u: [0, 0] for u, _ in o.users}
-    curated: dict[str, str] = {}
-    unsure: set[str] = set()
-    agreements_curated = corrected = 0
-    plates = sorted({i.plate for i in loop})
-    for r in range(o.rounds):
-        todays = [i for i in loop if plates.index(i.plate) % o.rounds == r]
-        scored = {}
-        for i in todays:
-            fused = max(i.probs.values())
-            agrees = (fused >= o.threshold) == (i.human == "crystal")
-            modes = [ModeProbability(m, p, o.threshold) for m, p in sorted(i.probs.items())]
-            user = Reliability(i.user, *record[i.user])
-            scored[i.iid] = assess(
-                probability=fused, threshold=o.threshold, modes=modes, agrees=agrees, user=user, policy=policy
+        uri = image_uri(im, bucket=config.bucket, image_format=config.image_format)
+        images[uri] = data = encode_image(im, domain, image_format=config.image_format, size=config.size)
+        store.put_bytes(uri, data, "image/jpeg" if config.image_format == "jpg" else "image/png")
+        rows.append(
+            ManifestRow(
+                image_uri=uri,
+                sha256=hashlib.sha256(data).hexdigest(),
+                label=im.label,  # type: ignore[arg-type]
+                label_source="curated",
+                imaging_mode=ImagingMode(im.imaging_mode.value),
+                plate_barcode=im.plate_barcode,
+                well=im.well,
+                drop=im.drop,
+                inspection_id=im.inspection_id,
+                imaged_at=im.imaged_at,
+                split="test",
+                sub_type=im.subtype,
             )
-        routed = set(choose(scored, policy=policy, spent=BudgetState())) if route else set()
-        queue = [k for k, a in scored.items() if not a.agrees or k in routed]
-        queue.sort(key=lambda k: (-scored[k].value, k))
-        by_id = {i.iid: i for i in todays}
-        for k in queue[:per_round]:
-            i = by_id[k]
-            if rng.random() < o.uncertain_share:
-                unsure.add(k)  # "uncertain": the label is spent; the export then leaves the item out
-                continue
-            curated[k] = i.truth
-            record[i.user][0] += 1
-            record[i.user][1] += int(i.truth != i.human)
-            ml = "crystal" if max(i.probs.values()) >= o.threshold else "other"
-            agreements_curated += int(scored[k].agrees)
-            corrected += int(ml != i.truth)
-    rows: list[tuple[Inspection, str]] = []
-    for i in loop:
-        if i.iid in curated:
-            rows.append((i, curated[i.iid]))
-        elif i.iid not in unsure and (max(i.probs.values()) >= o.threshold) == (i.human == "crystal"):
-            rows.append((i, i.human))
-    clf = copy.deepcopy(foundation)
-    val_plate = plates[-1]
-    val_rows = [(i, lab) for i, lab in rows if i.plate == val_plate]
-    train(clf, [(i, lab) for i, lab in rows if i.plate != val_plate], val_rows, steps=o.steps, seed=seed)
-    threshold = pick_threshold(clf, val_rows)
-    ba = balanced_accuracy(clf, test, threshold)
-    return ArmResult(ba, len(curated), agreements_curated, corrected, len(rows), threshold)
-
-
-def run_seed(seed: int, o: ExperimentOptions) -> tuple[float, ArmResult, ArmResult]:
-    """Foundation on domain A, then both arms on the same facility-B plates and users."""
-    import torch
-    from axis_model import BaseSpec, LoraSpec, build_classifier
-
-    torch.manual_seed(seed)
-    clf = build_classifier(BaseSpec.tiny(seed=seed), LoraSpec())
-    t0 = time.monotonic()
-    a = render("A", o.foundation_plates, seed * 100 + 1, "A", o, clf.preprocess)
-    loop = render("B", o.loop_plates, seed * 100 + 12, "L", o, clf.preprocess)
-    test = render("B", o.test_plates, seed * 100 + 11, "T", o, clf.preprocess)
-    crystals = sum(i.truth == "crystal" for i in loop)
-    say(
-        f"seed {seed}: rendered {len(a)} domain-A, {len(loop)} loop and {len(test)} test inspections "
-        f"({crystals} loop crystals) in {time.monotonic() - t0:.0f}s"
-    )
-    a_val = sorted({i.plate for i in a})[-1]
-    a_val_rows = [(i, i.truth) for i in a if i.plate == a_val]
-    train(clf, [(i, i.truth) for i in a if i.plate != a_val], a_val_rows, steps=o.foundation_steps, seed=seed)
-    threshold = pick_threshold(clf, a_val_rows)
-    o = replace(o, threshold=threshold)  # the foundation's threshold: the loop's routing and labels use it
-    before = balanced_accuracy(clf, test, threshold)
-    say(
-        f"seed {seed}: foundation trained ({o.foundation_steps} steps/mode, threshold {threshold:.3f} on a "
-        f"domain-A validation plate): test balanced accuracy {before:.1%}"
-    )
-    score(clf, loop)
-    rng = np.random.default_rng(seed * 13 + 5)
-    for i in loop:
-        name, err = o.users[int(rng.integers(len(o.users)))]
-        i.user = name
-        wrong = rng.random() < err
-        i.human = i.truth if not wrong else ("other" if i.truth == "crystal" else "crystal")
-    disagreements = sum((max(i.probs.values()) >= o.threshold) != (i.human == "crystal") for i in loop)
-    say(f"seed {seed}: {disagreements} of {len(loop)} loop inspections disagree; curator budget {o.budget}")
-    arms = []
-    for route in (False, True):
-        t1 = time.monotonic()
-        res = run_arm(clf, loop, test, o, seed=seed, route=route)
-        arms.append(res)
-        name = "with uncertain agreements" if route else "disagreements only"
-        say(
-            f"seed {seed}, {name}: {res.curated} labels ({res.agreements_curated} on agreements, "
-            f"{res.corrected} correcting the model), {res.training_rows} training inspections, threshold "
-            f"{res.threshold:.3f} -> balanced accuracy {res.balanced_accuracy:.1%} ({time.monotonic() - t1:.0f}s)"
         )
-    return before, arms[0], arms[1]
+    manifest, _sha = encode_manifest(rows)
+    manifest_uri = make_uri("axis-datasets", f"experiment-test-{ctx.tag}/1/manifest.jsonl")
+    store.put_bytes(manifest_uri, manifest, "application/x-ndjson")
+    return TestSet(rows, images, manifest_uri)
+
+
+def measure(ctx: DemoContext, name: str, versions: dict[str, str], test: TestSet) -> VersionEval:
+    """One generation (a registered version per mode) on the test set, as the demo's report measures it."""
+    from axis_adapters.registry import ModelRegistry
+
+    from axis_cli.demo_context import model_names, need
+    from axis_cli.demo_eval import ModeModel, evaluate
+
+    reg = ModelRegistry(ctx.stack.mlflow_uri)
+    with tempfile.TemporaryDirectory(prefix="axis-experiment-eval-") as tmp:
+        models = {}
+        for mode, version in versions.items():
+            mname = model_names()[mode]
+            rv = reg.version(mname, version)
+            bundle = reg.download_bundle(mname, version, Path(tmp) / f"{mname}-{version}")
+            models[mode] = ModeModel(mode, mname, version, bundle, threshold=rv.threshold)
+        return evaluate(name, models, test.rows, test.images, base_path=str(need(ctx.base_path, "the base model")))
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """What one arm queued and curated, and its challenger on the test set."""
+
+    queue: dict[str, int]
+    evaluation: VersionEval
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Fused per-inspection balanced accuracy."""
+        e = self.evaluation
+        return e.fused.balanced_accuracy if e.fused is not None else e.metrics.balanced_accuracy
+
+
+_QUEUE = (
+    "SELECT count(*) FILTER (WHERE reason = 'disagreement'), count(*) FILTER (WHERE reason <> 'disagreement'), "
+    "count(*) FILTER (WHERE status = 'resolved'), "
+    "count(*) FILTER (WHERE status = 'resolved' AND reason <> 'disagreement'), "
+    "count(*) FILTER (WHERE status = 'resolved' AND resolved_label IN ('crystal', 'other') "
+    "AND resolved_label <> ml_label), "
+    "count(*) FILTER (WHERE status = 'resolved' AND reason <> 'disagreement' AND resolved_label <> human_label) "
+    "FROM curation.discrepancies WHERE plate_barcode = ANY(%s)"
+)
+
+
+def queue_counts(ctx: DemoContext, plates: Sequence[str]) -> dict[str, int]:
+    """The arm's queue: disagreements, routed agreements, resolved items, of them agreements, ML labels overturned."""
+    import psycopg
+
+    keys = ("disagreements", "routed", "resolved", "resolved_agreements", "model_overturned", "agreements_wrong")
+    with psycopg.connect(ctx.stack.postgres_conninfo(), autocommit=True) as conn:
+        row = conn.execute(_QUEUE, [list(plates)]).fetchone() or (0,) * len(keys)
+    return {k: int(v or 0) for k, v in zip(keys, row, strict=True)}
+
+
+def routed_today(ctx: DemoContext) -> int:
+    """Agreements routed today (UTC), counted as the discrepancy service counts its budget."""
+    import psycopg
+    from axis_adapters.discrepancy_repo import budget_spent
+
+    async def go() -> int:
+        async with await psycopg.AsyncConnection.connect(ctx.stack.postgres_conninfo()) as conn:
+            return (await budget_spent(conn)).routed_today
+
+    return asyncio.run(go())
+
+
+def write_lims_truth(ctx: DemoContext, o: ExperimentOptions) -> None:
+    """Replace the planned LIMS truth by the erred one (the LIMS simulator then runs with error rate 0)."""
+    from axis_cli.demo_context import need
+
+    facility = need(ctx.facility, "the facility plan")
+    store = ctx.store()
+    truth = json.loads(store.get_bytes(facility.lims_truth_uri))
+    prefixes = {c.barcode_prefix or "" for c in facility.batches.values()}
+    erred: dict[str, str] = {}
+    for prefix in sorted(prefixes):
+        part = {k: v for k, v in truth.items() if k.startswith(prefix + "-")}
+        erred |= erred_truth(part, prefix, error_rate=o.lims_error_rate, seed=ctx.opts.seed)
+    changed = sum(erred[k] != truth[k] for k in erred)
+    store.put_bytes(facility.lims_truth_uri, json.dumps(erred).encode(), "application/json")
+    ctx.say(f"LIMS users err on {changed} of {len(erred)} inspections (drawn per drop, the same in both arms)")
+
+
+def clear_queue(ctx: DemoContext) -> int:
+    """Take the arm's leftovers out of the queue: two fresh accounts answer ``uncertain`` on every open item.
+
+    Two ``uncertain`` make an item unresolved (it leaves the queue, counts for no user's reliability), so the next
+    arm's curators see only their own plates' items. The arm's training set is exported before this.
+    """
+    from axis_simulators.curator import login, simulate_curator
+
+    from axis_cli.demo_context import need
+    from axis_cli.demo_http import ensure_account
+
+    admin = need(ctx.admin, "the admin's curation client")
+    total = 0
+    for base in CLEANERS:
+        user, password = ensure_account(
+            ctx.accounts_file,
+            base,
+            base_url=ctx.curation_url,
+            create=lambda u, pw: admin.create_account(u, pw, "curator"),
+            suffix=ctx.tag,
+        )
+        with login(ctx.curation_url, user, password) as client:
+            total += simulate_curator(client, {}).total
+    return total
+
+
+def run_arm(o: ExperimentOptions, seed: int, arm: str, base: DemoContext, test: TestSet) -> ArmResult:
+    """One pass of the demo's loop (stages 4-7) with routing off or on; the challenger measured on the test set."""
+    from axis_cli import demo_loop, demo_promotion, demo_services
+    from axis_cli.demo_context import DemoClock, need
+
+    route = arm == "with uncertain agreements"
+    per_day = routing_allowance(routed_today(base), o.agreements_per_arm) if route else 0
+    clock = DemoClock(t0=base.clock.t0, tag=f"{base.tag}{'r' if route else 'd'}")
+    ctx = demo_services.start_stack(base.opts, clock, stack=base.stack)
+    ctx.base_path, ctx.foundation_versions = base.base_path, base.foundation_versions
+    ctx.service_env = {
+        "discrepancy": {
+            "AXIS_DISCREPANCY__ROUTING__AGREEMENTS_PER_DAY": str(per_day),
+            "AXIS_DISCREPANCY__ROUTING__MAX_QUEUE_SHARE": str(o.max_queue_share),
+        },
+        "trainer": {"AXIS_TRAINER__TEST_MANIFEST_URI": test.manifest_uri},
+    }
+    try:
+        clock.stage(
+            4,
+            f"seed {seed}, {arm}: services (agreements_per_day {per_day}: {o.agreements_per_arm if route else 0} "
+            "for this arm, the rest routed earlier today)",
+        )
+        demo_loop.plan_facility(ctx)
+        write_lims_truth(ctx, o)
+        demo_services.start_services(ctx)
+        clock.stage(5, f"seed {seed}, {arm}: facility B loop plates, curators {o.budget // 2} labels each")
+        demo_loop.facility_round(ctx, batches=("loop",))
+        plates = need(ctx.facility, "the facility plan").plates["loop"]
+        queue = queue_counts(ctx, plates)
+        ctx.say(f"queue of the loop plates: {queue}")
+        clock.stage(6, f"seed {seed}, {arm}: training set exported")
+        demo_loop.export_datasets(ctx, test_set=False)
+        ctx.say(f"left in the queue, answered uncertain by {', '.join(CLEANERS)}: {clear_queue(ctx)} labels")
+        clock.stage(7, f"seed {seed}, {arm}: trainer fine-tunes from the foundation (champion)")
+        demo_promotion.wait_challenger(ctx)
+    finally:
+        demo_services.shutdown(ctx)
+    ev = measure(ctx, arm, ctx.new_versions, test)
+    result = ArmResult(queue, ev)
+    ctx.say(f"seed {seed}, {arm}: fused balanced accuracy {result.balanced_accuracy:.1%} ({ev.version_text()})")
+    return result
+
+
+def seed_context(o: ExperimentOptions, seed: int, first: DemoContext) -> DemoContext:
+    """The context of one seed on the running stack; the foundation trained for it, or the first seed's reused."""
+    from axis_cli import demo_foundation, demo_services
+    from axis_cli.demo_context import DemoClock
+
+    if seed == o.seeds[0]:
+        ctx = first
+    else:
+        clock = DemoClock(t0=first.clock.t0, tag=f"{first.tag[:-1]}{seed}")
+        ctx = demo_services.start_stack(demo_options(o, seed), clock, stack=first.stack)
+        ctx.base_path = first.base_path
+    if seed == o.seeds[0] or o.foundation_per_seed:
+        ctx.clock.stage(3, f"seed {seed}: foundation model trained on domain A, promoted to champion")
+        demo_foundation.train_foundation(ctx)
+    else:
+        ctx.foundation_versions = first.foundation_versions  # still the champion: the arms promote nothing
+    return ctx
+
+
+def run_seed(o: ExperimentOptions, ctx: DemoContext) -> tuple[float, list[ArmResult]]:
+    """The seed's frozen test set and the foundation on it, then both arms."""
+    seed = ctx.opts.seed
+    test = test_set(ctx)
+    before = measure(ctx, "foundation", ctx.foundation_versions, test)
+    x = before.fused.balanced_accuracy if before.fused is not None else before.metrics.balanced_accuracy
+    ctx.say(f"frozen test set {test.manifest_uri}: {len(test.rows)} images; foundation fused balanced accuracy {x:.1%}")
+    arms = [run_arm(o, seed, arm, ctx, test) for arm in ("disagreements only", "with uncertain agreements")]
+    return x, arms
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ExperimentOptions:
     """Options from the command line."""
+    d = ExperimentOptions()
     p = argparse.ArgumentParser(prog="python -m axis_cli.demo_curation", description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=list(ExperimentOptions.seeds))
-    p.add_argument("--budget", type=int, default=ExperimentOptions.budget, help="curator labels per arm")
-    p.add_argument("--loop-plates", type=int, default=ExperimentOptions.loop_plates)
-    p.add_argument("--wells", type=int, default=ExperimentOptions.wells)
-    p.add_argument("--steps", type=int, default=ExperimentOptions.steps, help="fine-tune steps per mode")
-    p.add_argument("--foundation-steps", type=int, default=ExperimentOptions.foundation_steps)
+    p.add_argument("--data-dir", type=Path, default=d.data_dir, help="the experiment's own embedded stack")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds))
+    p.add_argument("--budget", type=int, default=d.budget, help="curator labels per arm (two curators)")
+    p.add_argument("--agreements", type=int, default=d.agreements, help="routed agreements per arm (0: budget/2)")
+    for name in ("plates", "test_plates", "foundation_plates", "wells", "inspections", "steps", "foundation_steps"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--lims-error-rate", type=float, default=d.lims_error_rate)
+    p.add_argument("--foundation-per-seed", action="store_true", help="train a foundation for every seed")
     a = p.parse_args(argv)
     return ExperimentOptions(
+        data_dir=a.data_dir,
         seeds=tuple(a.seeds),
         budget=a.budget,
-        loop_plates=a.loop_plates,
+        agreements=a.agreements,
+        plates=a.plates,
+        test_plates=a.test_plates,
+        foundation_plates=a.foundation_plates,
         wells=a.wells,
+        inspections=a.inspections,
         steps=a.steps,
         foundation_steps=a.foundation_steps,
+        lims_error_rate=a.lims_error_rate,
+        foundation_per_seed=a.foundation_per_seed,
+    )
+
+
+def _arm_text(r: ArmResult) -> str:
+    q = r.queue
+    return (
+        f"{r.balanced_accuracy:.1%} (queue {q['disagreements']} disagreements + {q['routed']} agreements; "
+        f"{q['resolved']} decided, {q['resolved_agreements']} of them agreements ({q['agreements_wrong']} wrong), "
+        f"{q['model_overturned']} overturning the model)"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run both arms on every seed; the last line compares them."""
-    import os
-
-    o = parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(o.torch_threads))
-    import torch
-
-    torch.set_num_threads(o.torch_threads)
     from axis_adapters.console import quiet_libraries
 
+    from axis_cli import demo_run, demo_services
+    from axis_cli.demo_context import DemoClock
+    from axis_cli.demo_report import elapsed_text
+
+    o = parse_args(argv)
     quiet_libraries()
-    t0 = time.monotonic()
-    results = [run_seed(s, o) for s in o.seeds]
-    x = float(np.mean([r[0] for r in results]))
-    y = float(np.mean([r[1].balanced_accuracy for r in results]))
-    z = float(np.mean([r[2].balanced_accuracy for r in results]))
-    for s, (b, d, u) in zip(o.seeds, results, strict=True):
-        say(f"seed {s}: {b:.1%} -> {d.balanced_accuracy:.1%} (disagreements only) vs {u.balanced_accuracy:.1%}")
-    say(f"done in {time.monotonic() - t0:.0f}s (means over seeds below)")
-    seeds = " ".join(str(s) for s in o.seeds)
+    clock = DemoClock(tag=f"{time.strftime('%m%d%H%M')}s{o.seeds[0]}")
+    first = demo_run.start(demo_options(o, o.seeds[0]), clock)
+    results: list[tuple[int, float, list[ArmResult]]] = []
+    try:
+        clock.stage(2, f"base model ({first.opts.base_model})")
+        demo_services.prepare_base(first)
+        for seed in o.seeds:
+            x, arms = run_seed(o, seed_context(o, seed, first))
+            results.append((seed, x, arms))
+    finally:
+        demo_services.shutdown(first)  # stops the stack when this run started it
+    print("", flush=True)
+    for seed, x, (only, routed) in results:
+        print(f"seed {seed}: foundation {x:.1%}", flush=True)
+        print(f"  disagreements only         {_arm_text(only)}", flush=True)
+        print(f"  with uncertain agreements  {_arm_text(routed)}", flush=True)
+    n = len(results)
+    summary: dict[str, Any] = {"options": {k: str(v) for k, v in vars(o).items()}, "seeds": []}
+    for seed, x, arms in results:
+        summary["seeds"].append(
+            {"seed": seed, "foundation": x, "arms": [{"ba": r.balanced_accuracy, **r.queue} for r in arms]}
+        )
+    path = o.data_dir / "demo" / "experiment-curation.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"done in {elapsed_text(first.elapsed())}; figures in {path}", flush=True)
     print(
-        f"curation budget {o.budget}: balanced accuracy (fused) {x:.1%} -> {y:.1%} (disagreements only) "
-        f"vs {x:.1%} -> {z:.1%} (with uncertain agreements), seeds {seeds}",
+        result_line(
+            o.budget,
+            o.seeds,
+            sum(r[1] for r in results) / n,
+            sum(r[2][0].balanced_accuracy for r in results) / n,
+            sum(r[2][1].balanced_accuracy for r in results) / n,
+        ),
         flush=True,
     )
     return 0

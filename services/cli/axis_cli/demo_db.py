@@ -50,6 +50,15 @@ class LoopDb:
         )
         return {str(s): int(n) for s, n in rows}
 
+    def queued(self, plates: Sequence[str]) -> tuple[int, int]:
+        """(queue items of the plates the discrepancy service made, of them in curation's read model)."""
+        rows = self._rows(
+            "SELECT (SELECT count(*) FROM discrepancy.discrepancies WHERE plate_barcode = ANY(%s)), "
+            "(SELECT count(*) FROM curation.discrepancies WHERE plate_barcode = ANY(%s))",
+            [list(plates), list(plates)],
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
     def curator_labels(self, plates: Sequence[str]) -> int:
         """Curator verdicts given on the plates' queue items."""
         return self._one(

@@ -88,9 +88,9 @@ def _n_images(ctx: DemoContext, parts: list[str]) -> tuple[int, int]:
     return images, inspections
 
 
-def facility_round(ctx: DemoContext) -> None:
-    """Test + loop plates through robot -> inference -> LIMS -> discrepancy -> curators; waits for each."""
-    parts = ["test", "loop"]
+def facility_round(ctx: DemoContext, batches: tuple[str, ...] = ("test", "loop")) -> None:
+    """Test + loop plates (or ``batches``) through robot -> inference -> LIMS -> discrepancy -> curators; waits."""
+    parts = list(batches)
     planned = need(ctx.facility, "the facility plan").plates
     plates = [p for part in parts for p in planned[part]]
     n_images, n_insp = _n_images(ctx, parts)
@@ -120,6 +120,12 @@ def facility_round(ctx: DemoContext) -> None:
     n, agree = db.compared(plates)
     ctx.say(f"discrepancy: {n} inspections compared, {agree} agreements, {n - agree} disagreements")
 
+    def queued() -> bool:  # curators see the whole queue in its order, not the first items to arrive
+        made, seen = db.queued(plates)
+        progress(f"  {seen}/{made} queue items in curation's queue")
+        return seen >= made
+
+    wait_until(queued, timeout=timeout, what="curation's queue", services=ctx.services)
     run_curators(ctx)
     c = ctx.counts
     c.images_scored, c.inspections_scored = db.scored_images(plates), db.scored_inspections(plates)
@@ -136,16 +142,17 @@ def _stage_summary(removed_by_stage: Any) -> str:
     return str(removed_by_stage)
 
 
-def export_datasets(ctx: DemoContext) -> None:
-    """The frozen test set (test plates only, guarded), then the training set from everything else."""
+def export_datasets(ctx: DemoContext, *, test_set: bool = True) -> None:
+    """The frozen test set (test plates only, guarded; unless not ``test_set``), then the training set."""
     admin = need(ctx.admin, "the admin's curation client")
     plates = need(ctx.facility, "the facility plan").plates
-    test = admin.export(f"facility-b-test-{ctx.tag}", purpose="test", plates=plates["test"])
-    ctx.counts.test_set = test
-    ctx.say(
-        f"test set {test['name']} v{test['version']}: counts {test['counts']}; "
-        f"QC removed: {_stage_summary(test.get('removed_by_stage')) or 'nothing'}"
-    )
+    if test_set:
+        test = admin.export(f"facility-b-test-{ctx.tag}", purpose="test", plates=plates["test"])
+        ctx.counts.test_set = test
+        ctx.say(
+            f"test set {test['name']} v{test['version']}: counts {test['counts']}; "
+            f"QC removed: {_stage_summary(test.get('removed_by_stage')) or 'nothing'}"
+        )
     ctx.before_export = {m: latest_version(ctx, m) for m in MODES}
     trainer_log = ctx.opts.data_dir / "logs" / "trainer.log"
     ctx.trainer_log_offset = trainer_log.stat().st_size if trainer_log.exists() else 0
@@ -228,6 +235,8 @@ def run_curators(ctx: DemoContext) -> None:
         log_path = o.data_dir / "logs" / f"{user}.log"
         argv = [sys.executable, "-m", "axis_simulators.curator", "--url", ctx.curation_url, "--user", user]
         argv += ["--truth", str(truth_path), "--uncertain", str(o.uncertain_share), "--seed", str(o.seed * 10 + i)]
+        if o.curator_budget is not None:
+            argv += ["--max-items", str(o.curator_budget)]
         with open(log_path, "ab") as log:
             env = {**ctx.env(), "AXIS_CURATOR_PASSWORD": passwords[user]}
             procs.append((user, log_path, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)))

@@ -47,9 +47,13 @@ def start_services(ctx: DemoContext) -> None:
     data = ctx.opts.data_dir
     threads = str(ctx.opts.torch_threads)
     ctx.services = services = ServiceSet(data, {**ctx.env(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+
+    def start(name: str, argv: list[str], env: dict[str, str]) -> None:  # ctx.service_env: a caller's additions
+        services.start(name, argv, {**env, **ctx.service_env.get(name, {})})
+
     ctx.ports = {"inference": free_port(), "curation": free_port(), "discrepancy": free_port()}
     common = {"AXIS_MODEL__BASE_PATH": str(base_path)}
-    services.start(
+    start(
         "inference",
         ["-m", "axis_inference"],
         {
@@ -60,11 +64,9 @@ def start_services(ctx: DemoContext) -> None:
             "AXIS_INFERENCE__CACHE_DIR": str(data / "cache" / "inference"),
         },
     )
-    services.start(
-        "discrepancy", ["-m", "axis_discrepancy"], {"AXIS_DISCREPANCY__HTTP_PORT": str(ctx.ports["discrepancy"])}
-    )
+    start("discrepancy", ["-m", "axis_discrepancy"], {"AXIS_DISCREPANCY__HTTP_PORT": str(ctx.ports["discrepancy"])})
     curation_env = {"AXIS_CURATION__BCRYPT_ROUNDS": "4", "AXIS_CURATION__CONSENSUS_MIN": "2"}
-    services.start("curation", ["-m", "axis_curation", "serve", "--port", str(ctx.ports["curation"])], curation_env)
+    start("curation", ["-m", "axis_curation", "serve", "--port", str(ctx.ports["curation"])], curation_env)
     ctx.curation_url = f"http://127.0.0.1:{ctx.ports['curation']}"
     probe = CurationClient(ctx.curation_url)
     wait_until(probe.healthy, timeout=120, what="the curation service", services=services)
@@ -78,7 +80,7 @@ def start_services(ctx: DemoContext) -> None:
     )
     ctx.admin = CurationClient.login(ctx.curation_url, admin_user, admin_password)
     o = ctx.opts
-    services.start(
+    start(
         "lims-simulator",
         ["-m", "axis_simulators.lims"],
         {
@@ -87,7 +89,7 @@ def start_services(ctx: DemoContext) -> None:
             "AXIS_LIMS_SIM__SEED": str(o.seed),
         },
     )
-    services.start(
+    start(
         "trainer",
         ["-m", "axis_trainer"],
         {
