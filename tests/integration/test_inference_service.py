@@ -233,7 +233,9 @@ async def test_service_scores_promotes_rejects_and_dedupes(
             )
         ).json()
     assert health["status"] == "ok" and health["broker_connected"] is True
-    assert health["models"]["visible"].endswith(":2") and health["model_swaps"] == 2
+    assert health["models"]["visible"].endswith(":2") and health["models"]["uv"].endswith(":2")
+    # the first load, then the promotion: one swap, or two when a poll fell between the two modes' alias moves
+    assert health["model_swaps"] in (2, 3)
     assert metrics["images_scored"] >= 56 and metrics["dead_lettered"] >= 5
 
 
