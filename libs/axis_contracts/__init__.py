@@ -2,8 +2,8 @@
 
 from axis_contracts.events import (
     ComparisonRecorded,
-    CuratorLabelled,
     CrystalScored,
+    CuratorLabelled,
     DatasetExported,
     DeadLetter,
     DiscrepancyFound,

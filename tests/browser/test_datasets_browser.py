@@ -143,7 +143,7 @@ def test_admin_follows_an_export_job_from_the_form_to_its_new_version(
     dataset_site: DatasetSite, browser_page: Any
 ) -> None:
     from axis_adapters.db import connect
-    from axis_adapters.export_jobs_repo import JOB_LOCK_CLASS, Claim, ExportJobsRepo
+    from axis_curation.export_jobs_repo import JOB_LOCK_CLASS, Claim, ExportJobsRepo
 
     page, site = browser_page, dataset_site
     runner = site.services.exports

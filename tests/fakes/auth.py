@@ -1,4 +1,4 @@
-"""In-memory AccountStore for unit tests (the port is axis_adapters.auth.AccountStore)."""
+"""In-memory AccountStore for unit tests (the port is axis_curation.auth.AccountStore)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from axis_adapters.auth import Account, AccountExists, Role, TokenKind
+from axis_curation.auth import Account, AccountExists, Role, TokenKind
 
 
 @dataclass

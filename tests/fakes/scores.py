@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from axis_adapters.scores_repo import ImageScore, _mode_scores_json
 from axis_contracts import CrystalScored, ImageCaptured
+from axis_inference.scores_repo import ImageScore, _mode_scores_json
 
 
 @dataclass

@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from axis_adapters.curation_repo import CurationRepo
 from axis_adapters.db import async_pool, sync_pool
 from axis_adapters.kafka import RawRecord
 from axis_contracts import (
@@ -27,6 +26,7 @@ from axis_contracts import (
 from axis_core.discrepancy import ml_label
 from axis_core.routing import RoutingPolicy
 from axis_curation import read_model
+from axis_curation.curation_repo import CurationRepo
 from axis_curation.settings import CurationSettings
 from axis_discrepancy.lims_gateway import PgGatewayStore
 from axis_discrepancy.service import DiscrepancyService

@@ -66,8 +66,10 @@ def test_each_service_connects_as_its_own_role(stack: StackInfo, monkeypatch: py
     from axis_trainer.settings import TrainerSettings
 
     monkeypatch.setenv("AXIS_ENV_FILE", str(stack.env_file))
-    classes: list[type[ServiceSettings]] = [InferenceSettings, DiscrepancySettings, CurationSettings,
-                                            TrainerSettings, PromoteSettings, PromoteWatchSettings, IngestSettings]  # fmt: skip
+    classes: list[type[ServiceSettings]] = [
+        InferenceSettings, DiscrepancySettings, CurationSettings, TrainerSettings, PromoteSettings,
+        PromoteWatchSettings, IngestSettings,
+    ]  # fmt: skip
     seen = {}
     for cls in classes:
         settings = load_settings(cls)

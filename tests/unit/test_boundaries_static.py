@@ -12,16 +12,10 @@ from axis_stack.schemas import SCHEMAS
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICE_PACKAGES = {  # schema -> the code that runs as that service (its package, and its repositories in libs)
-    "inference": ["services/inference/axis_inference", "libs/axis_adapters/scores_repo.py"],
-    "discrepancy": ["services/discrepancy/axis_discrepancy", "libs/axis_adapters/discrepancy_repo.py"],
-    "curation": [
-        "services/curation/axis_curation",
-        "libs/axis_adapters/curation_repo.py",
-        "libs/axis_adapters/curation_plates.py",
-        "libs/axis_adapters/export_jobs_repo.py",
-        "libs/axis_adapters/auth.py",
-    ],
+SERVICE_PACKAGES = {  # schema -> the code that runs as that service (its package holds its repositories)
+    "inference": ["services/inference/axis_inference"],
+    "discrepancy": ["services/discrepancy/axis_discrepancy"],
+    "curation": ["services/curation/axis_curation"],
     "trainer": ["services/trainer/axis_trainer"],
     "ingest": ["services/ingest/axis_ingest"],
     "promote": [
@@ -96,6 +90,19 @@ def test_no_service_sql_names_another_services_table(schema: str) -> None:
                 if table in others and table not in NOT_TABLES:
                     bad.append(f"{f.relative_to(ROOT)}: {table!r} in {text.strip()[:80]!r}")
     assert bad == []
+
+
+def test_libs_hold_no_service_private_sql() -> None:
+    """libs/ holds what two or more services share: its only SQL is the consumers' common tables."""
+    bad = []
+    for f in sorted((ROOT / "libs").rglob("*.py")):
+        for text in _strings(ast.parse(f.read_text())):
+            bad += [f"{f.relative_to(ROOT)}: {t}" for t in SQL_TABLE.findall(text) if t in _all_tables() - COMMON]
+    assert bad == []
+
+
+def _all_tables() -> set[str]:
+    return {t for s in SCHEMAS for t in _tables_of(s)}
 
 
 def test_the_check_finds_a_foreign_table() -> None:

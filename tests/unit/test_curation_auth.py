@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from axis_adapters.auth import (
+from axis_curation.auth import (
     Account,
     AccountExists,
     Authenticator,

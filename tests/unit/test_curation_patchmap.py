@@ -6,9 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from axis_adapters.auth import Authenticator
 from axis_curation.api_patchmap import PatchMapUnavailable
 from axis_curation.app import create_app
+from axis_curation.auth import Authenticator
 from axis_curation.context import Services
 from axis_curation.settings import CurationOptions
 from fakes import InMemoryAccountStore, InMemoryObjectStore

@@ -7,7 +7,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
-from axis_adapters.auth import (
+from axis_adapters.objectstore import ForbiddenBucket, ObjectMissing, ObjectStoreUnavailable, parse_uri
+from axis_contracts.scheme import UnknownScoreClass
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from axis_curation.auth import (
     SESSION_COOKIE,
     Account,
     AccountExists,
@@ -17,7 +22,9 @@ from axis_adapters.auth import (
     require_role,
     token_from_request,
 )
-from axis_adapters.curation_repo import (
+from axis_curation.consensus import Vote, decide
+from axis_curation.context import Services
+from axis_curation.curation_repo import (
     ImageRef,
     ItemClosed,
     ItemDetail,
@@ -26,13 +33,6 @@ from axis_adapters.curation_repo import (
     QueueFilter,
     QueueItem,
 )
-from axis_adapters.objectstore import ForbiddenBucket, ObjectMissing, ObjectStoreUnavailable, parse_uri
-from axis_contracts.scheme import UnknownScoreClass
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
-from pydantic import BaseModel, Field
-
-from axis_curation.consensus import Vote, decide
-from axis_curation.context import Services
 
 router = APIRouter(prefix="/v1")
 Curator = Annotated[Account, Depends(require_role("curator"))]

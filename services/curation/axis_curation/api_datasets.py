@@ -8,11 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from axis_adapters.auth import Account, require_role
-from axis_adapters.curation_repo import DatasetExists, DatasetRecord
-from axis_adapters.export_jobs_repo import JobConflict
 from axis_adapters.kafka import publish_event
-from axis_adapters.object_streams import ObjectStreams, WholeObjectStreams, iter_lines
 from axis_adapters.objectstore import ObjectMissing, ObjectStoreUnavailable, make_uri, parse_uri
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,9 +17,13 @@ from pydantic import ValidationError
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from axis_curation.api_curate import services_of
+from axis_curation.auth import Account, require_role
 from axis_curation.context import Services
+from axis_curation.curation_repo import DatasetExists, DatasetRecord
 from axis_curation.export import NAME_PATTERN, OBJECTS, ExportRequest, event_for, frozen_test_set
 from axis_curation.export_jobs import job_json
+from axis_curation.export_jobs_repo import JobConflict
+from axis_curation.object_streams import ObjectStreams, WholeObjectStreams, iter_lines
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["datasets"])

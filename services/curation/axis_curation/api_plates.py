@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from axis_adapters.auth import Account, require_role
 from axis_contracts.wells import PlateType, validate_well
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from axis_curation.api_curate import services_of
+from axis_curation.auth import Account, require_role
 from axis_curation.platemap import PlateView, class_title, imaging_rounds, plate_view
 
 router = APIRouter(prefix="/v1", tags=["plates"])

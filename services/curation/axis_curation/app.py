@@ -11,7 +11,6 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
-from axis_adapters.auth import ROLE_PURPOSE, Account, token_from_request
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from axis_curation import api_curate, api_datasets, api_patchmap, api_plates
+from axis_curation.auth import ROLE_PURPOSE, Account, token_from_request
 from axis_curation.context import Services, close_services, open_services
 
 log = logging.getLogger(__name__)

@@ -83,8 +83,7 @@ def _rebuild(settings: CurationSettings) -> int:
 
 
 def _create_user(settings: CurationSettings, name: str, role: str) -> int:
-    from axis_adapters.auth import AuthError
-
+    from axis_curation.auth import AuthError
     from axis_curation.context import build_services
 
     services = build_services(settings, with_broker=False)
@@ -102,10 +101,10 @@ def _create_user(settings: CurationSettings, name: str, role: str) -> int:
 
 async def _export(settings: CurationSettings, args: argparse.Namespace) -> int:
     """Start an export job and run it here (or wait for the curation service that claimed it first)."""
-    from axis_adapters.curation_repo import DatasetExists
     from pydantic import ValidationError
 
     from axis_curation.context import build_services, close_services, open_services
+    from axis_curation.curation_repo import DatasetExists
     from axis_curation.export import ExportRequest
     from axis_curation.export_jobs import publish_state, wait_for_job
 

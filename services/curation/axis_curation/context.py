@@ -7,16 +7,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from axis_adapters.auth import Authenticator, PostgresAccountStore
-from axis_adapters.curation_repo import CurationRepo
-from axis_adapters.export_jobs_repo import ExportJobsRepo
 from axis_adapters.kafka import Publisher
-from axis_adapters.object_streams import ObjectStreams
 from axis_adapters.objectstore import ObjectStore
 
+from axis_curation.auth import Authenticator, PostgresAccountStore
 from axis_curation.consensus import ConsensusRule
+from axis_curation.curation_repo import CurationRepo
 from axis_curation.export import DatasetExporter
 from axis_curation.export_jobs import ExportJobRunner
+from axis_curation.export_jobs_repo import ExportJobsRepo
+from axis_curation.object_streams import ObjectStreams
 from axis_curation.settings import CurationOptions, CurationSettings
 
 
@@ -47,8 +47,9 @@ def build_services(settings: CurationSettings, *, with_broker: bool = True) -> S
     """Connect to PostgreSQL, S3 and (optionally) Kafka from settings. Close with ``close_services``."""
     from axis_adapters.db import sync_pool
     from axis_adapters.kafka import make_broker
-    from axis_adapters.object_streams import MinioObjectStreams
     from axis_adapters.objectstore import MinioObjectStore
+
+    from axis_curation.object_streams import MinioObjectStreams
 
     opts = settings.curation
     pool = sync_pool(settings.postgres, max_size=8)

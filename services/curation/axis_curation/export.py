@@ -10,8 +10,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol
 
-from axis_adapters.curation_repo import CurationRepo, DatasetRecord
-from axis_adapters.export_jobs_repo import next_version
 from axis_adapters.objectstore import ObjectStore, make_uri
 from axis_contracts import DatasetExported
 from axis_contracts.events import DatasetPointer
@@ -28,6 +26,9 @@ from axis_core.dataset import (
 )
 from axis_core.dataset.model import ImageMeasurement, Item
 from pydantic import BaseModel, Field, field_validator
+
+from axis_curation.curation_repo import CurationRepo, DatasetRecord
+from axis_curation.export_jobs_repo import next_version
 
 __all__ = [
     "NAME_PATTERN", "DatasetExporter", "ExportRequest", "event_for", "frozen_test_set", "next_version", "resolve_config"

@@ -19,13 +19,13 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from axis_adapters.curation_repo import DatasetExists, DatasetRecord
-from axis_adapters.export_jobs_repo import Claim, ExportJob, ExportJobsRepo
 from axis_adapters.kafka import Publisher, publish_event
 from axis_adapters.objectstore import ObjectStoreUnavailable
 from pydantic import ValidationError
 
+from axis_curation.curation_repo import DatasetExists, DatasetRecord
 from axis_curation.export import DatasetExporter, ExportRequest, event_for, frozen_test_set
+from axis_curation.export_jobs_repo import Claim, ExportJob, ExportJobsRepo
 
 log = logging.getLogger(__name__)
 

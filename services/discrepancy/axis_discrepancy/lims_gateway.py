@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 from uuid import UUID, uuid4
 
-from axis_adapters import discrepancy_repo as repo
 from axis_adapters.kafka import Publisher, publish_event
 from axis_adapters.retry import is_transient
 from axis_contracts import ScoreScheme, UnknownScoreClass, UserScored, describe_validation_error, topics
@@ -28,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from axis_discrepancy import discrepancy_repo as repo
 from axis_discrepancy.service import unknown_inspection_message
 from axis_discrepancy.settings import DiscrepancySettings
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
-from axis_adapters import discrepancy_repo as repo
 from axis_adapters.consumer import IsolatingBatchHandler
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
 from axis_adapters.retry import RetryPolicy
@@ -37,6 +36,7 @@ from axis_core.routing import Assessment, RoutingPolicy, assess, choose
 from psycopg_pool import AsyncConnectionPool
 
 from axis_discrepancy import comparison_outbox as outbox
+from axis_discrepancy import discrepancy_repo as repo
 
 log = logging.getLogger(__name__)
 

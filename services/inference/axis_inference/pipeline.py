@@ -35,13 +35,13 @@ import numpy as np
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
 from axis_adapters.objectstore import ForbiddenBucket, ObjectMissing, ObjectStore, parse_uri
 from axis_adapters.retry import is_transient
-from axis_adapters.scores_repo import ImageScore, ScoresRepo
 from axis_contracts import CrystalScored, DeadLetter, ImageCaptured, InvalidEvent, ModeScore, parse_event
 from axis_core.fusion import ModeProbability, fuse
 from axis_model.preprocess import ImageRejected
 
 from axis_inference.metrics import Metrics
 from axis_inference.models import ModelHolder, Scorer
+from axis_inference.scores_repo import ImageScore, ScoresRepo
 
 log = logging.getLogger(__name__)
 

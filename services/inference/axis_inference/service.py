@@ -16,7 +16,6 @@ from axis_adapters.kafka import DeadLetterSink, consumer_options, make_broker, r
 from axis_adapters.liveness import ConsumerProgress, timestamps_of
 from axis_adapters.objectstore import MinioObjectStore, ObjectStore
 from axis_adapters.retry import RetryPolicy, retry_async
-from axis_adapters.scores_repo import PgScoresRepo
 from axis_contracts import InvalidEvent, ModelPromoted, parse_event, topics
 from faststream import AckPolicy, Context
 from faststream.kafka.message import KafkaMessage
@@ -25,6 +24,7 @@ from axis_inference.loader import build_service_scorer
 from axis_inference.metrics import Metrics
 from axis_inference.models import ChampionSource, ChampionWatcher, ModelHolder, Scorer, ScorerFactory
 from axis_inference.pipeline import BatchProcessor
+from axis_inference.scores_repo import PgScoresRepo
 from axis_inference.settings import CONSUMER_GROUP, InferenceSettings
 
 log = logging.getLogger(__name__)

@@ -106,10 +106,10 @@ class Bench:
     # fill --------------------------------------------------------------------------------------------------------
     async def fill_stack(self) -> None:
         """The year's data through each service's write path, then the curator labels."""
-        from axis_adapters.auth import Authenticator, PostgresAccountStore
-        from axis_adapters.curation_repo import CurationRepo
         from axis_adapters.db import async_pool, connect, sync_pool
+        from axis_curation.auth import Authenticator, PostgresAccountStore
         from axis_curation.consensus import ConsensusRule, Vote, decide
+        from axis_curation.curation_repo import CurationRepo
 
         p = self.plan
         say(f"fill: {p.plates:,} plates ({p.plates_1536} of 1,536 wells), {p.inspections:,} inspections, "

@@ -1,10 +1,9 @@
 """Fill a stack with a facility's year for ``make bench-scale``, through each service's own write path.
 
 - inference: scored images and fused inspection scores (``fuse_batch``, the pipeline's fusion) written with
-  ``axis_adapters.scores_bulk.bulk_load`` (COPY of the rows the pipeline writes);
-- discrepancy: the CrystalScored and UserScored events, as broker records, through ``DiscrepancyService.handle``
-  (decode, claim, fold, compare, queue) with a publisher that drops DiscrepancyFound (no consumer needs it here:
-  the curation service reads the queue from PostgreSQL);
+  ``axis_inference.scores_bulk.bulk_load`` (COPY of the rows the pipeline writes);
+- discrepancy: the repository calls ``DiscrepancyService`` makes for a batch of decoded scores (lock, load state,
+  history, fold, routing assessment, save), then its outbox with a publisher that drops the events;
 - curation: curator labels through ``CurationRepo.add_label`` with the service's consensus rule;
 - images of the plates the export will take, as small PNGs in the images bucket (the imager's job).
 
@@ -28,9 +27,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from axis_adapters import discrepancy_repo as drepo
-from axis_adapters.scores_bulk import bulk_load
-from axis_adapters.scores_repo import ImageScore
 from axis_contracts import CrystalScored, ImageCaptured, ImagingMode, ModeScore
 from axis_contracts.scheme import DEFAULT_SCHEME, ScoreScheme
 from axis_contracts.wells import PlateType, wells_of
@@ -39,7 +35,10 @@ from axis_core.fusion import ModeProbability as FusionMode
 from axis_core.fusion import fuse
 from axis_core.routing import ModeProbability as RoutingMode
 from axis_core.routing import RoutingPolicy, assess
+from axis_discrepancy import discrepancy_repo as drepo
 from axis_inference.pipeline import scored_event_id
+from axis_inference.scores_bulk import bulk_load
+from axis_inference.scores_repo import ImageScore
 from PIL import Image
 
 T0 = datetime(2025, 11, 24, 6, 0, tzinfo=UTC)

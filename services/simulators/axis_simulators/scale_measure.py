@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 from axis_adapters.kafka import RawRecord
-from axis_adapters.scores_repo import ImageScore, PgScoresRepo
 from axis_contracts import ImageCaptured, UserScored, topics
 from axis_contracts.wells import PlateType, wells_of
 from axis_inference.pipeline import fuse_batch
+from axis_inference.scores_repo import ImageScore, PgScoresRepo
 
 from axis_simulators.scale_fill import CRYSTAL, INFERENCE, OTHER, T0
 

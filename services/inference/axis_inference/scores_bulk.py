@@ -13,7 +13,7 @@ from typing import Any
 
 from axis_contracts import CrystalScored, ImageCaptured
 
-from axis_adapters.scores_repo import ImageScore
+from axis_inference.scores_repo import ImageScore
 
 _COPY_IMAGES = (
     "COPY images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no, imaging_mode, image_uri,"

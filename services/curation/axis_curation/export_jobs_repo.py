@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
-from axis_adapters.curation_repo import DatasetExists, DatasetRecord
+from axis_curation.curation_repo import DatasetExists, DatasetRecord
 
 # two-key advisory locks (class, job id): a space apart from the one-key locks of the migrations and names
 JOB_LOCK_CLASS = 4_240_900

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
-from axis_adapters.curation_labels import record_label_event
-from axis_adapters.curation_plates import PlateQueries
+from axis_curation.curation_labels import record_label_event
+from axis_curation.curation_plates import PlateQueries
 
 
 class ItemNotFound(LookupError):
@@ -186,14 +187,17 @@ class CurationRepo(PlateQueries):
             where.append("NOT (d.id = ANY(%(skip)s))")
             params["skip"] = list(f.exclude)
         order = _ORDER.get(f.sort, _ORDER["priority"])
+        # every fragment is one of the fixed strings above (values go in as parameters)
+        cond = sql.SQL(" AND ").join(sql.SQL(w) for w in where)  # type: ignore[arg-type]
         with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             cur.execute(f"SELECT count(*) AS n FROM discrepancies d WHERE {mine}", {"c": curator})  # noqa: S608
             total = int(cur.fetchone()["n"])  # type: ignore[index]
-            cond = " AND ".join(where)
-            cur.execute(f"SELECT count(*) AS n FROM discrepancies d WHERE {cond}", params)  # noqa: S608
+            cur.execute(sql.SQL("SELECT count(*) AS n FROM discrepancies d WHERE {}").format(cond), params)
             matching = int(cur.fetchone()["n"])  # type: ignore[index]
             cur.execute(
-                f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE {cond} ORDER BY {order} LIMIT %(n)s",  # noqa: S608
+                sql.SQL("SELECT {} FROM discrepancies d WHERE {} ORDER BY {} LIMIT %(n)s").format(
+                    sql.SQL(_ITEM_COLS), cond, sql.SQL(order)  # type: ignore[arg-type]
+                ),
                 params,
             )
             items = [QueueItem.model_validate(r) for r in cur.fetchall()]

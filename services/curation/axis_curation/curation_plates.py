@@ -108,8 +108,8 @@ class PlateQueries:
             cur.execute(
                 "SELECT u.inspection_id, u.drop_no AS drop, f.imaged_at, u.user_id, u.raw_class, u.human_label, "
                 "u.scored_at FROM user_scores u LEFT JOIN inspection_scores f ON f.inspection_id = u.inspection_id "
-                "WHERE u.plate_barcode = %(p)s AND u.well = %(w)s OR u.inspection_id IN "
-                "(SELECT inspection_id FROM images WHERE plate_barcode = %(p)s AND well = %(w)s) "
+                "WHERE u.plate_barcode = %(p)s AND u.well = %(w)s OR u.inspection_id = ANY(ARRAY("
+                "SELECT inspection_id FROM images WHERE plate_barcode = %(p)s AND well = %(w)s)) "
                 "ORDER BY u.scored_at DESC",
                 p,
             )
