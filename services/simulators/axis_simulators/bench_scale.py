@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from axis_simulators import scale_measure as m
-from axis_simulators.scale_fill import CURATORS, FillPlan, FillResult, NullPublisher, fill, label_all
+from axis_simulators.scale_fill import CURATORS, CapturingPublisher, FillPlan, FillResult, fill, label_all
 
 PASSWORD = "bench-scale-password"
 FILL_RECORD = "bench-scale-fill.json"
@@ -53,14 +53,18 @@ class Bench:
     """One run: the stack's settings, adapters and the figures collected so far."""
 
     def __init__(self, scale: float, repeat: int, data_dir: Path) -> None:
-        from axis_adapters.settings import load_settings
+        from axis_adapters.settings import ServiceSettings, load_settings
         from axis_curation.settings import CurationSettings
         from axis_discrepancy.settings import DiscrepancySettings
+        from axis_inference.settings import InferenceSettings
 
         self.scale, self.repeat, self.data_dir = scale, repeat, data_dir
         self.plan = FillPlan.of(scale)
-        self.disc = load_settings(DiscrepancySettings)
+        self.disc = load_settings(DiscrepancySettings)  # each service's own database role and schema
         self.cur = load_settings(CurationSettings)
+        self.inf = load_settings(InferenceSettings)
+        self.admin = load_settings(ServiceSettings)  # operator tools (audit, sizes) see every schema
+        self.publisher = CapturingPublisher()
         self.latencies: list[m.Latency] = []
         self.throughput: dict[str, dict[str, float]] = {}
         self.export: m.ExportFigures | None = None
@@ -73,7 +77,7 @@ class Bench:
 
         return DiscrepancyService(
             pool=pool,
-            publisher=NullPublisher(),
+            publisher=self.publisher,
             scheme=self.disc.lims.score_scheme,
             crystal_topic=self.disc.discrepancy.crystal_scored_topic,
             user_topic=self.disc.discrepancy.user_scored_topic,
@@ -90,6 +94,7 @@ class Bench:
 
         n = max(500, round(2000 * min(1.0, self.scale * 4)))
         pool = await async_pool(self.disc.postgres, max_size=4)
+        ipool = await async_pool(self.inf.postgres, max_size=4)
         try:
             service = await self._service(pool)
             batch = self.disc.discrepancy.max_records
@@ -97,9 +102,11 @@ class Bench:
             disc = statistics.median(
                 [await m.discrepancy_throughput(service, f"TP{label}{i}", n, batch) for i in range(3)]
             )
-            inf = statistics.median([await m.inference_throughput(pool, f"TI{label}{i}", n, 16) for i in range(3)])
+            inf = statistics.median([await m.inference_throughput(ipool, f"TI{label}{i}", n, 16) for i in range(3)])
+            self.publisher.take()  # these inspections are not part of the year
         finally:
             await pool.close()
+            await ipool.close()
         self.throughput[label] = {"discrepancy pairs/s": disc, "inference images/s": inf}
         say(f"throughput ({label} stack): discrepancy {disc:,.0f} pairs/s, inference bookkeeping {inf:,.0f} images/s")
 
@@ -114,14 +121,18 @@ class Bench:
         p = self.plan
         say(f"fill: {p.plates:,} plates ({p.plates_1536} of 1,536 wells), {p.inspections:,} inspections, "
             f"{2 * p.inspections:,} images; export target {p.export_candidates:,} candidates")  # fmt: skip
-        pool = await async_pool(self.disc.postgres, max_size=6)
+        pool = await async_pool(self.disc.postgres, max_size=4)
+        ipool = await async_pool(self.inf.postgres, max_size=3)
+        cpool = await async_pool(self.cur.postgres, max_size=3)
         try:
             service = await self._service(pool)
             self.fill = await fill(
-                p, pool=pool, service=service, s3=self.cur.s3, bucket=self.cur.s3.images_bucket, progress=say
-            )
+                p, pool=pool, inference_pool=ipool, curation_pool=cpool, service=service, publisher=self.publisher,
+                s3=self.cur.s3, bucket=self.cur.s3.images_bucket, progress=say,
+            )  # fmt: skip
         finally:
-            await pool.close()
+            for each in (pool, ipool, cpool):
+                await each.close()
         spool = sync_pool(self.cur.postgres, max_size=4)
         try:
             auth = Authenticator(PostgresAccountStore(spool), bcrypt_rounds=4)
@@ -141,7 +152,7 @@ class Bench:
         finally:
             spool.close()
         t0 = time.perf_counter()
-        with connect(self.cur.postgres, autocommit=True) as conn:
+        with connect(self.admin.postgres, autocommit=True) as conn:
             conn.execute("ANALYZE")  # what autovacuum does shortly after a bulk load; plans need the statistics
         self.fill.add_time("ANALYZE", time.perf_counter() - t0)
         say("fill done: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.fill.seconds.items()))
@@ -208,7 +219,7 @@ class Bench:
 
         assert self.fill is not None
         uris = [f"s3://{self.cur.s3.images_bucket}/scale/{b}/B3-visible.png" for b in self.fill.plates_96[::97]]
-        with connect(self.cur.postgres, autocommit=True) as conn:
+        with connect(self.admin.postgres, autocommit=True) as conn:
             self.latencies.append(
                 m.time_calls("audit of one image", uris, lambda u: len(audit(conn, image_uri=u)), self.repeat)
             )
@@ -257,7 +268,7 @@ class Bench:
         print(f"\n== export == {e.candidates:,} candidates -> {e.rows:,} manifest rows; wall {e.wall_s:.1f} s; "
               f"peak RSS {e.peak_rss_mb:.0f} MB; {e.objects} objects, {e.object_bytes:,} bytes")  # fmt: skip
         print("\n== database size per service ==")
-        with connect(self.cur.postgres, autocommit=True) as conn:
+        with connect(self.admin.postgres, autocommit=True) as conn:
             sizes = m.table_sizes(conn)
         per_service: dict[str, int] = {}
         for svc, _table, _rows, size in sizes:

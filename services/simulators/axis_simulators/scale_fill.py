@@ -3,7 +3,8 @@
 - inference: scored images and fused inspection scores (``fuse_batch``, the pipeline's fusion) written with
   ``axis_inference.scores_bulk.bulk_load`` (COPY of the rows the pipeline writes);
 - discrepancy: the repository calls ``DiscrepancyService`` makes for a batch of decoded scores (lock, load state,
-  history, fold, routing assessment, save), then its outbox with a publisher that drops the events;
+  history, fold, routing assessment, save), then its outbox;
+- curation's read model: what its consumer does with CrystalScored, ComparisonRecorded and DiscrepancyFound;
 - curation: curator labels through ``CurationRepo.add_label`` with the service's consensus rule;
 - images of the plates the export will take, as small PNGs in the images bucket (the imager's job).
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import multiprocessing
 import random
 import time
@@ -27,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from axis_contracts import CrystalScored, ImageCaptured, ImagingMode, ModeScore
+from axis_contracts import ComparisonRecorded, CrystalScored, DiscrepancyFound, ImageCaptured, ImagingMode, ModeScore
 from axis_contracts.scheme import DEFAULT_SCHEME, ScoreScheme
 from axis_contracts.wells import PlateType, wells_of
 from axis_core.discrepancy import HumanScore, InspectionState, MlScore, fold, group_by_inspection
@@ -35,6 +37,7 @@ from axis_core.fusion import ModeProbability as FusionMode
 from axis_core.fusion import fuse
 from axis_core.routing import ModeProbability as RoutingMode
 from axis_core.routing import RoutingPolicy, assess
+from axis_curation import read_model
 from axis_discrepancy import discrepancy_repo as drepo
 from axis_inference.pipeline import scored_event_id
 from axis_inference.scores_bulk import bulk_load
@@ -227,14 +230,39 @@ def texture_png(rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-class NullPublisher:
-    """Takes DiscrepancyFound and dead letters during the fill and counts them."""
+class CapturingPublisher:
+    """Takes what the discrepancy service publishes (ComparisonRecorded, DiscrepancyFound, dead letters) and keeps
+    the comparisons and queue items for the curation read model (``take``), as its consumer would receive them."""
 
     def __init__(self) -> None:
         self.published = 0
+        self._kept: list[bytes] = []
 
     async def publish(self, message: Any, topic: str, *, key: bytes | None = None, headers: Any = None) -> None:
         self.published += 1
+        if isinstance(message, bytes | bytearray):
+            self._kept.append(bytes(message))
+
+    def take(self) -> tuple[list[ComparisonRecorded], list[DiscrepancyFound]]:
+        """The comparisons and queue items published since the last call."""
+        kept, self._kept = self._kept, []
+        comparisons, items = [], []
+        for raw in kept:
+            kind = json.loads(raw).get("event_type")
+            if kind == "ComparisonRecorded":
+                comparisons.append(ComparisonRecorded.model_validate_json(raw))
+            elif kind == "DiscrepancyFound":
+                items.append(DiscrepancyFound.model_validate_json(raw))
+        return comparisons, items
+
+
+async def project(curation_pool: Any, scored: Sequence[CrystalScored], publisher: CapturingPublisher) -> None:
+    """Curation's read model from the events its consumer reads (``axis_curation.read_model``), one transaction."""
+    comparisons, items = publisher.take()
+    async with curation_pool.connection() as conn, conn.transaction():
+        await read_model.apply_scores(conn, scored)
+        await read_model.apply_comparisons(conn, comparisons)
+        await read_model.apply_discrepancies(conn, items)
 
 
 @dataclass
@@ -306,7 +334,10 @@ async def fill(
     plan: FillPlan,
     *,
     pool: Any,
+    inference_pool: Any,
+    curation_pool: Any,
     service: Any,
+    publisher: CapturingPublisher,
     s3: Any,
     bucket: str,
     progress: Callable[[str], None] = print,
@@ -337,12 +368,14 @@ async def fill(
             scores = [x for d in plates for x in d.scores]
             scored = [x for d in plates for x in d.scored]
             with _Clock(result, "inference rows (COPY)"):
-                await bulk_load(pool, scores, scored, consumer=INFERENCE)
+                await bulk_load(inference_pool, scores, scored, consumer=INFERENCE)
             mls, humans = [x for d in plates for x in d.mls], [x for d in plates for x in d.humans]
             with _Clock(result, "discrepancy rows"):
                 async with pool.connection() as conn, conn.transaction():
                     await discrepancy_batch(conn, mls, humans)
-                await service.publish_pending()  # the service's outbox (its publisher drops the events)
+                await service.publish_pending()  # the service's outbox, to the capturing publisher
+            with _Clock(result, "curation read model"):
+                await project(curation_pool, scored, publisher)
             for d in plates:
                 result.images += len(d.scores)
                 result.inspections += len(d.scored)
