@@ -42,16 +42,16 @@ class ExperimentOptions:
 
     data_dir: Path = Path(".axis/experiment-curation")
     seeds: tuple[int, ...] = (0, 1)
-    budget: int = 40  # curator labels per arm, shared by the two curators (consensus of two: budget / 2 items)
+    budget: int = 30  # curator labels per arm, shared by the two curators (consensus of two: budget / 2 items)
     agreements: int = 0  # routed agreements allowed per arm; 0: budget / 2 (as many as the curators can decide)
     max_queue_share: float = 0.5
-    foundation_plates: int = 3
+    foundation_plates: int = 4
     plates: int = 3
     test_plates: int = 2
-    wells: int = 32
+    wells: int = 24
     inspections: int = 2
-    foundation_steps: int = 150
-    steps: int = 150
+    foundation_steps: int = 120
+    steps: int = 80
     lims_error_rate: float = 0.05
     uncertain_share: float = 0.1
     foundation_per_seed: bool = False  # train the foundation for every seed (else once, with the first seed)
@@ -186,6 +186,7 @@ class ArmResult:
 
     queue: dict[str, int]
     evaluation: VersionEval
+    refused: str = ""  # the trainer's reason when it refused the arm's dataset (the foundation stays champion)
 
     @property
     def balanced_accuracy(self) -> float:
@@ -218,7 +219,7 @@ def queue_counts(ctx: DemoContext, plates: Sequence[str]) -> dict[str, int]:
 def routed_today(ctx: DemoContext) -> int:
     """Agreements routed today (UTC), counted as the discrepancy service counts its budget."""
     import psycopg
-    from axis_adapters.discrepancy_repo import budget_spent
+    from axis_discrepancy.discrepancy_repo import budget_spent
 
     async def go() -> int:
         async with await psycopg.AsyncConnection.connect(ctx.stack.postgres_conninfo()) as conn:
@@ -250,6 +251,7 @@ def clear_queue(ctx: DemoContext) -> int:
     Two ``uncertain`` make an item unresolved (it leaves the queue, counts for no user's reliability), so the next
     arm's curators see only their own plates' items. The arm's training set is exported before this.
     """
+    import httpx
     from axis_simulators.curator import login, simulate_curator
 
     from axis_cli.demo_context import need
@@ -265,12 +267,20 @@ def clear_queue(ctx: DemoContext) -> int:
             create=lambda u, pw: admin.create_account(u, pw, "curator"),
             suffix=ctx.tag,
         )
-        with login(ctx.curation_url, user, password) as client:
-            total += simulate_curator(client, {}).total
+        for attempt in range(4):  # a dropped connection (e.g. a 500 of the service) is retried; labelled items stay
+            try:
+                with login(ctx.curation_url, user, password) as client:
+                    total += simulate_curator(client, {}).total
+                break
+            except httpx.TransportError as exc:
+                ctx.say(f"  {user}: {exc!r}; again ({attempt + 1})")
+                time.sleep(2)
     return total
 
 
-def run_arm(o: ExperimentOptions, seed: int, arm: str, base: DemoContext, test: TestSet) -> ArmResult:
+def run_arm(
+    o: ExperimentOptions, seed: int, arm: str, base: DemoContext, test: TestSet, before: VersionEval
+) -> ArmResult:
     """One pass of the demo's loop (stages 4-7) with routing off or on; the challenger measured on the test set."""
     from axis_cli import demo_loop, demo_promotion, demo_services
     from axis_cli.demo_context import DemoClock, need
@@ -287,6 +297,7 @@ def run_arm(o: ExperimentOptions, seed: int, arm: str, base: DemoContext, test: 
         },
         "trainer": {"AXIS_TRAINER__TEST_MANIFEST_URI": test.manifest_uri},
     }
+    refused = ""
     try:
         clock.stage(
             4,
@@ -305,9 +316,17 @@ def run_arm(o: ExperimentOptions, seed: int, arm: str, base: DemoContext, test: 
         demo_loop.export_datasets(ctx, test_set=False)
         ctx.say(f"left in the queue, answered uncertain by {', '.join(CLEANERS)}: {clear_queue(ctx)} labels")
         clock.stage(7, f"seed {seed}, {arm}: trainer fine-tunes from the foundation (champion)")
-        demo_promotion.wait_challenger(ctx)
+        try:
+            demo_promotion.wait_challenger(ctx)
+        except RuntimeError as exc:  # as in the loop itself: no challenger, the champion serves on
+            if "the trainer refused the dataset" not in str(exc):
+                raise
+            refused = str(exc)
     finally:
         demo_services.shutdown(ctx)
+    if refused:
+        ctx.say(f"seed {seed}, {arm}: {refused}; measured: the foundation, still champion")
+        return ArmResult(queue, before, refused)
     ev = measure(ctx, arm, ctx.new_versions, test)
     result = ArmResult(queue, ev)
     ctx.say(f"seed {seed}, {arm}: fused balanced accuracy {result.balanced_accuracy:.1%} ({ev.version_text()})")
@@ -340,7 +359,7 @@ def run_seed(o: ExperimentOptions, ctx: DemoContext) -> tuple[float, list[ArmRes
     before = measure(ctx, "foundation", ctx.foundation_versions, test)
     x = before.fused.balanced_accuracy if before.fused is not None else before.metrics.balanced_accuracy
     ctx.say(f"frozen test set {test.manifest_uri}: {len(test.rows)} images; foundation fused balanced accuracy {x:.1%}")
-    arms = [run_arm(o, seed, arm, ctx, test) for arm in ("disagreements only", "with uncertain agreements")]
+    arms = [run_arm(o, seed, arm, ctx, test, before) for arm in ("disagreements only", "with uncertain agreements")]
     return x, arms
 
 
@@ -379,7 +398,7 @@ def _arm_text(r: ArmResult) -> str:
     return (
         f"{r.balanced_accuracy:.1%} (queue {q['disagreements']} disagreements + {q['routed']} agreements; "
         f"{q['resolved']} decided, {q['resolved_agreements']} of them agreements ({q['agreements_wrong']} wrong), "
-        f"{q['model_overturned']} overturning the model)"
+        f"{q['model_overturned']} overturning the model)" + (f"; {r.refused}" if r.refused else "")
     )
 
 
