@@ -7,15 +7,13 @@ and applied in the same transaction that stores the label, under a row lock on t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
 from axis_curation.curation_labels import record_label_event
@@ -196,7 +194,9 @@ class CurationRepo(PlateQueries):
             matching = int(cur.fetchone()["n"])  # type: ignore[index]
             cur.execute(
                 sql.SQL("SELECT {} FROM discrepancies d WHERE {} ORDER BY {} LIMIT %(n)s").format(
-                    sql.SQL(_ITEM_COLS), cond, sql.SQL(order)  # type: ignore[arg-type]
+                    sql.SQL(_ITEM_COLS),
+                    cond,
+                    sql.SQL(order),  # type: ignore[arg-type]
                 ),
                 params,
             )
@@ -316,64 +316,11 @@ class CurationRepo(PlateQueries):
         return [r[0] for r in rows]
 
     # dataset candidates --------------------------------------------------------------------------
-    def agreement_rows(self, plates: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """One row per image of every agreement (ML = human) that has no curated disagreement."""
-        sql = """
-        SELECT c.inspection_id, c.plate_barcode, c.well, c.drop_no, c.imaged_at, c.ml_probability, c.ml_label,
-               c.model_version, c.human_label, c.human_class, i.image_uri, i.imaging_mode
-        FROM comparisons c JOIN images i ON i.inspection_id = c.inspection_id
-        WHERE c.agrees AND (%(plates)s::text[] IS NULL OR c.plate_barcode = ANY(%(plates)s::text[]))
-          AND NOT EXISTS (SELECT 1 FROM discrepancies d JOIN curator_labels l ON l.discrepancy_id = d.id
-                          WHERE d.inspection_id = c.inspection_id AND d.status <> 'superseded')
-        ORDER BY c.inspection_id, i.imaging_mode, i.image_uri
-        """
-        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, {"plates": list(plates) if plates is not None else None})
-            return list(cur.fetchall())
-
-    def curated_rows(self, plates: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """One row per image of the latest labelled, not superseded disagreement of each inspection.
-
-        Each row carries ``votes``: the item's curator labels as (curator, label, created_at).
-        """
-        sql = """
-        WITH items AS (
-            SELECT DISTINCT ON (d.inspection_id) d.id, d.inspection_id, d.plate_barcode, d.well, d.drop_no,
-                   d.ml_probability, d.ml_label, d.model_version, d.human_label, d.human_class
-            FROM discrepancies d
-            WHERE d.status <> 'superseded'
-              AND (%(plates)s::text[] IS NULL OR d.plate_barcode = ANY(%(plates)s::text[]))
-              AND EXISTS (SELECT 1 FROM curator_labels l WHERE l.discrepancy_id = d.id)
-            ORDER BY d.inspection_id, d.created_at DESC, d.id DESC
-        )
-        SELECT it.*, i.image_uri, i.imaging_mode,
-               min(i.imaged_at) OVER (PARTITION BY i.inspection_id) AS imaged_at
-        FROM items it JOIN images i ON i.inspection_id = it.inspection_id
-        ORDER BY it.inspection_id, i.imaging_mode, i.image_uri
-        """
-        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, {"plates": list(plates) if plates is not None else None})
-            rows = list(cur.fetchall())
-            ids = sorted({r["id"] for r in rows})
-            cur.execute(
-                "SELECT discrepancy_id, curator, label, created_at FROM curator_labels "
-                "WHERE discrepancy_id = ANY(%s) ORDER BY created_at, id",
-                (ids,),
-            )
-            votes: dict[int, list[VoteRow]] = {}
-            for v in cur.fetchall():
-                votes.setdefault(v["discrepancy_id"], []).append((v["curator"], v["label"], v["created_at"]))
-        for r in rows:
-            r["votes"] = votes.get(r["id"], [])
-        return rows
-
-    # datasets ------------------------------------------------------------------------------------
     def test_plates(self) -> list[str]:
         """Plates of every frozen test set."""
         with self._pool.connection() as conn:
             return [r[0] for r in conn.execute("SELECT plate_barcode FROM test_set_plates ORDER BY plate_barcode")]
 
-    @contextmanager
     def name_lock(self, name: str) -> Iterator[None]:
         """Hold a session advisory lock on a dataset name: one export of a name at a time."""
         with self._pool.connection() as conn:
@@ -384,40 +331,6 @@ class CurationRepo(PlateQueries):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"axis-dataset:{name}",))
                 conn.autocommit = False
-
-    def record_dataset(self, record: DatasetRecord, test_plates: Sequence[str] = ()) -> None:
-        """Insert the dataset row (and, for a test set, freeze its plates); DatasetExists on a repeat."""
-        with self._pool.connection() as conn, conn.transaction():
-            if record.purpose == "test":
-                row = conn.execute(
-                    "SELECT version FROM datasets WHERE name = %s AND purpose = 'test' LIMIT 1", (record.name,)
-                ).fetchone()
-                if row is not None:
-                    raise DatasetExists(f"the frozen test set {record.name!r} was already exported (version {row[0]})")
-            cur = conn.execute(
-                "INSERT INTO datasets (name, version, purpose, manifest_uri, manifest_sha256, qc_report_uri, card_uri, "
-                "config, counts, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (
-                    record.name,
-                    record.version,
-                    record.purpose,
-                    record.manifest_uri,
-                    record.manifest_sha256,
-                    record.qc_report_uri,
-                    record.card_uri,
-                    Jsonb(record.config),
-                    Jsonb(record.counts),
-                    record.created_by,
-                ),
-            )
-            if cur.rowcount == 0:
-                raise DatasetExists(f"dataset {record.name!r} version {record.version!r} already exists")
-            for plate in sorted(set(test_plates)):
-                conn.execute(
-                    "INSERT INTO test_set_plates (plate_barcode, dataset_name, dataset_version) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (plate_barcode) DO NOTHING",
-                    (plate, record.name, record.version),
-                )
 
     def datasets(self, name: str | None = None) -> list[DatasetRecord]:
         """Recorded datasets, newest first (optionally of one name)."""
