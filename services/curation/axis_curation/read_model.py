@@ -229,7 +229,15 @@ def rebuild_sync(postgres: Any) -> str:
 async def apply_labels(conn: AsyncConnection, events: Sequence[CuratorLabelled]) -> None:
     """Curators' labels and undos as they happened (a live label is already there: same event id), and the
     item's state after each (the latest label event wins)."""
+    if not events:
+        return
     async with conn.cursor() as cur:
+        # the items first, in id order, as a curator's label locks its item before its verdict: the other order
+        # deadlocked against a concurrent label on item_verdicts
+        await cur.execute(
+            "SELECT id FROM discrepancies WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            (sorted({e.queue_item_id for e in events}),),
+        )
         for e in events:
             if e.withdraws is not None:
                 await cur.execute("DELETE FROM curator_labels WHERE label_event_id = %s", (e.withdraws,))
