@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
@@ -99,6 +100,25 @@ def discrepancy_settings(stack: Any, tag: str, key: str, **options: Any) -> Disc
     )
 
 
+def captured(settings: DiscrepancySettings, inspection_ids: list[str]) -> int:
+    """How many of these inspections the service has learnt from ImageCaptured (its own table)."""
+    with psycopg.connect(settings.postgres.conninfo(), autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM captured_inspections WHERE inspection_id = ANY(%s)", (inspection_ids,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def wait_captured(settings: DiscrepancySettings, inspection_ids: list[str], limit_s: float = 90) -> None:
+    """Until the running service has consumed these announcements (a score sent before would find no
+    inspection: the topics are read independently)."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while captured(settings, inspection_ids) < len(set(inspection_ids)):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the service did not learn {len(inspection_ids)} inspections in {limit_s} s")
+        await asyncio.sleep(0.3)
+
+
 async def announce_images(settings: DiscrepancySettings, rows: list[tuple[Any, ...]]) -> None:
     """ImageCaptured for (event id, inspection, plate, well, uri, imaged_at) on the service's image topic, as the
     imaging robots do: a user score may then precede its ML score (the service learns the inspection exists)."""
@@ -133,6 +153,7 @@ async def service(settings: DiscrepancySettings) -> AsyncIterator[RunningService
         [(c.image_event, c.iid, c.plate, c.well, f"s3://axis-images/{c.iid}.png", c.ml.imaged_at) for c in CASES],
     )
     running = await RunningService.start(settings)
+    await wait_captured(settings, [c.iid for c in CASES])
     yield running
     await running.stop()
 

@@ -15,7 +15,7 @@ from axis_adapters.kafka import make_broker, publish_event
 from axis_contracts import CrystalScored, ModeScore, UserScored, topics
 from axis_core.discrepancy import ml_label
 from axis_discrepancy.app import serve
-from discrepancy_harness import announce_images, discrepancy_settings
+from discrepancy_harness import announce_images, discrepancy_settings, wait_captured
 from kafka_probe import create_topics, read_topic
 
 pytestmark = pytest.mark.integration
@@ -133,6 +133,7 @@ async def test_a_postgres_restart_is_waited_out_and_consuming_resumes(stack: Any
     stop = asyncio.Event()
     serving = asyncio.create_task(serve(settings, stop))
     try:
+        await wait_captured(settings, [m.inspection_id for m in images])
         await send(0, 30)
         await until(lambda: counts(conninfo)[0] >= 30, 90, "the first 30 comparisons")
 

@@ -63,6 +63,14 @@ def env(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
         yield values
 
 
+def _admin_conninfo() -> str:
+    """As the operator (the audit tool's admin role, every schema): the promotion audit and scores live in the
+    promote and inference services' schemas, which the trainer's role may not read."""
+    from axis_adapters.settings import ServiceSettings
+
+    return ServiceSettings(_env_file=None).postgres.conninfo()  # type: ignore[call-arg]
+
+
 @pytest.fixture(scope="module")
 def settings(env: dict[str, str]) -> TrainerSettings:
     return TrainerSettings(_env_file=None)  # type: ignore[call-arg]
@@ -231,7 +239,7 @@ async def test_exported_dataset_becomes_a_challenger_and_promotion_makes_it_cham
     )
     champion = registry.champion(vis)
     assert champion is not None and champion.version == "1" and champion.tags["promoted_by"] == "ana"
-    with psycopg.connect(settings.postgres.conninfo()) as conn:
+    with psycopg.connect(_admin_conninfo()) as conn:
         row = conn.execute(
             "SELECT promoted_by, reason, forced FROM model_promotions WHERE model_name = %s AND version = '1'", (vis,)
         ).fetchone()
@@ -319,7 +327,7 @@ async def test_audit_names_the_scoring_version_and_who_promoted_it(
     if registry.champion(vis) is None:
         pytest.skip("needs the promotion of the first test")
     image_event, uri = uuid.uuid4(), f"{PREFIX}/audited.png"
-    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no, "
             "imaging_mode, image_uri, imager_id, imaged_at) "
