@@ -1,11 +1,11 @@
 """Event contracts of AXIS Loop: pydantic models, topic names, wells and score schemes."""
 
+from axis_contracts.dead_letter import DeadLetter
 from axis_contracts.events import (
     ComparisonRecorded,
     CrystalScored,
     CuratorLabelled,
     DatasetExported,
-    DeadLetter,
     DiscrepancyFound,
     DiscrepancyKind,
     Event,

@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from axis_contracts.events import EVENT_TYPES, TOPIC_EVENTS, Event
+from axis_contracts.catalog import EVENT_TYPES, TOPIC_EVENTS
+from axis_contracts.events import Event
 from axis_contracts.limits import MAX_EVENT_BYTES
 
 E = TypeVar("E", bound=Event)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 from axis_cli import apidocs
-from axis_contracts.events import EVENT_TYPES
+from axis_contracts.catalog import EVENT_TYPES
 from axis_contracts.topics import ALL_TOPICS
 
 pytestmark = pytest.mark.unit

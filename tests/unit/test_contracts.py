@@ -22,7 +22,7 @@ from axis_contracts import (
     validate_well,
     wells_of,
 )
-from axis_contracts.events import EVENT_TYPES, TOPIC_EVENTS
+from axis_contracts.catalog import EVENT_TYPES, TOPIC_EVENTS
 from axis_contracts.topics import ALL_TOPICS
 
 pytestmark = pytest.mark.unit

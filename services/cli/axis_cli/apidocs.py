@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import yaml
-from axis_contracts.events import EVENT_TYPES, Event
+from axis_contracts.catalog import EVENT_TYPES
+from axis_contracts.events import Event
 
 from axis_cli.apidocs_catalog import PARTIES, Flow, Side, flows
 from axis_cli.apidocs_examples import EXAMPLES

@@ -2,7 +2,7 @@
 
 The payload schemas come from the pydantic models (axis_contracts.events); what is written here is what a model
 cannot say: which party sends or receives it, in which consumer group, and how the key is made. An event added
-to ``axis_contracts.events.EVENT_TYPES`` without an entry in ``flows()`` and in ``apidocs_examples.EXAMPLES`` stops
+to ``axis_contracts.catalog.EVENT_TYPES`` without an entry in ``flows()`` and in ``apidocs_examples.EXAMPLES`` stops
 ``make docs`` with a message saying so.
 """
 
@@ -223,7 +223,7 @@ def _with_consumers(table: dict[str, Flow]) -> dict[str, Flow]:
 
     Every AXIS consumer dead-letters what it cannot process, so each also publishes DeadLetter.
     """
-    from axis_contracts.events import TOPIC_EVENTS
+    from axis_contracts.catalog import TOPIC_EVENTS
     from axis_curation.projector import CONSUMED, GROUP_PREFIX
     from axis_curation.settings import CurationOptions
     from axis_discrepancy.settings import DiscrepancyOptions

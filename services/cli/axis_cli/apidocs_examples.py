@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from axis_contracts import events as ev
+from axis_contracts.dead_letter import DeadLetter
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 IMAGE_ID = UUID("0b3c5d2e-7a41-4c8e-9f61-2d4b8a1c3e5f")
@@ -196,7 +197,7 @@ def _dead() -> ev.Event:
         error: Exception = ValueError("shiny")
     except UnknownScoreClass as exc:  # the reason the discrepancy service gives for this record
         error = exc
-    return ev.DeadLetter.wrap(
+    return DeadLetter.wrap(
         raw=raw,
         source_topic="lims.user-scored.v1",
         error=error,
