@@ -12,11 +12,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from axis_contracts import DiscrepancyFound, DiscrepancyKind
 from axis_core.discrepancy import Comparison, FoldResult, HumanScore, InspectionState, MlScore
 from axis_core.routing import Assessment, BudgetState, ModeProbability, Reliability
-from axis_core.stats import GroupBy, GroupCounts, StatsReport, check_group_by, reliability_rows, summarise
-from psycopg import AsyncConnection, Connection, sql
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 
@@ -351,62 +349,6 @@ async def save_results(
     )
 
 
-_OUTBOX_COLS = (
-    "id, inspection_id, plate_barcode, plate_type, well, drop_no, kind, ml_probability, ml_label, threshold, "
-    "model_name, model_version, human_label, human_class, user_id, status, ml_event_id, user_event_id, priority"
-)
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """A queue item waiting for its DiscrepancyFound; ``event`` is None when it was superseded meanwhile."""
-
-    discrepancy_id: int
-    event: DiscrepancyFound | None
-
-
-async def claim_unpublished(conn: AsyncConnection, *, producer: str, limit: int = 500) -> list[OutboxItem]:
-    """Lock up to ``limit`` unpublished queue items (others' locks skipped) and build their events."""
-    cur = await conn.execute(
-        f"SELECT {_OUTBOX_COLS} FROM discrepancies WHERE published_at IS NULL "  # noqa: S608
-        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-        (limit,),
-    )
-    out = []
-    for r in await cur.fetchall():
-        event = None
-        if r[15] == "open":
-            event = DiscrepancyFound(
-                producer=producer,
-                discrepancy_id=r[0],
-                inspection_id=r[1],
-                plate_barcode=r[2],
-                plate_type=r[3],
-                well=r[4],
-                drop=r[5],
-                kind=DiscrepancyKind(r[6]),
-                ml_probability=r[7],
-                ml_label=r[8],
-                threshold=r[9] if r[9] is not None else 0.5,
-                model_name=r[10],
-                model_version=r[11],
-                human_label=r[12],
-                human_score=r[13],
-                user_id=r[14],
-                ml_event_id=r[16],
-                user_event_id=r[17],
-                priority=min(1.0, max(0.0, r[18])) if r[18] is not None else None,
-            )
-        out.append(OutboxItem(discrepancy_id=r[0], event=event))
-    return out
-
-
-async def mark_published(conn: AsyncConnection, ids: Sequence[int]) -> None:
-    """Record that these items' DiscrepancyFound are on the broker (or that none is due)."""
-    if ids:
-        await conn.execute("UPDATE discrepancies SET published_at = now() WHERE id = ANY(%s)", (list(ids),))
-
-
 async def user_reliability(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, Reliability]:
     """Each user's record with the curators: queue items resolved crystal/other, and how many overturned the user."""
     ids = sorted(set(user_ids))
@@ -424,10 +366,6 @@ async def user_reliability(conn: AsyncConnection, user_ids: Sequence[str]) -> di
 _RELIABILITY_OF_USERS = (
     "SELECT user_id, count(*), count(*) FILTER (WHERE resolved_label <> human_label) FROM discrepancies "
     "WHERE status = 'resolved' AND resolved_label IN ('crystal', 'other') AND user_id = ANY(%s) GROUP BY user_id"
-)
-_RELIABILITY_BY_USER = (
-    "SELECT user_id, count(*), count(*) FILTER (WHERE resolved_label <> human_label) FROM discrepancies "
-    "WHERE status = 'resolved' AND resolved_label IN ('crystal', 'other') GROUP BY user_id ORDER BY user_id"
 )
 
 
@@ -447,52 +385,3 @@ async def lock_budget(conn: AsyncConnection) -> None:
 
 
 # (key grouped over every comparison, name of each group): the name is computed once per group, not per row
-_GROUP_KEYS: dict[GroupBy, tuple[str, str]] = {
-    "plate": ("plate_barcode", "k"),
-    "user": ("user_id", "k"),
-    "model_version": ("model_name || ':' || model_version", "k"),
-    "week": ("date_trunc('week', imaged_at AT TIME ZONE 'UTC')", "to_char(k, 'IYYY-\"W\"IW')"),
-}
-
-
-def stats_query(group_by: str) -> sql.Composed:
-    """The aggregation over current comparisons for one of the allowed groupings."""
-    key, name = _GROUP_KEYS[check_group_by(group_by)]  # fixed expressions chosen from the table above
-    return sql.SQL(
-        "SELECT {name} AS grp, n, agree, k1, k2 FROM (SELECT {key} AS k, count(*) AS n, "
-        "count(*) FILTER (WHERE agrees) AS agree, count(*) FILTER (WHERE kind = 'ml_crystal_human_other') AS k1, "
-        "count(*) FILTER (WHERE kind = 'ml_other_human_crystal') AS k2 FROM comparisons GROUP BY 1) AS g ORDER BY 1"
-    ).format(key=sql.SQL(key), name=sql.SQL(name))
-
-
-def _report(
-    group_by: str, rows: Sequence[Sequence[Any]], curated: Sequence[Sequence[Any]] | None = None
-) -> StatsReport:
-    counts = [GroupCounts(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
-    reliability = None
-    if curated is not None:
-        known = {str(r[0]) for r in rows} | {str(r[0]) for r in curated}
-        by_user = {u: Reliability(u) for u in known}
-        for u, n, over in curated:
-            by_user[str(u)] = Reliability(str(u), int(n), int(over))
-        reliability = reliability_rows(by_user.values())
-    return summarise(check_group_by(group_by), counts, reliability)
-
-
-async def discrepancy_stats(conn: AsyncConnection, group_by: str) -> StatsReport:
-    """Agreement rate and counts of each discrepancy kind per plate, user, model version or ISO week (imaged).
-
-    Grouped by user, the report also gives each user's reliability from curated outcomes.
-    """
-    cur = await conn.execute(stats_query(group_by))
-    rows = await cur.fetchall()
-    curated = None
-    if group_by == "user":
-        curated = await (await conn.execute(_RELIABILITY_BY_USER)).fetchall()
-    return _report(group_by, rows, curated)
-
-
-def discrepancy_stats_sync(conn: Connection, group_by: str) -> StatsReport:
-    """Synchronous twin of :func:`discrepancy_stats` (CLI, notebooks)."""
-    curated = conn.execute(_RELIABILITY_BY_USER).fetchall() if group_by == "user" else None
-    return _report(group_by, conn.execute(stats_query(group_by)).fetchall(), curated)

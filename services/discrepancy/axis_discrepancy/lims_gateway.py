@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from axis_discrepancy import discrepancy_repo as repo
+from axis_discrepancy import stats_repo
 from axis_discrepancy.service import unknown_inspection_message
 from axis_discrepancy.settings import DiscrepancySettings
 
@@ -99,7 +100,7 @@ class PgGatewayStore:
 
     async def stats(self, group_by: str) -> StatsReport:
         async with self._pool.connection() as conn:
-            return await repo.discrepancy_stats(conn, group_by)
+            return await stats_repo.discrepancy_stats(conn, group_by)
 
     async def record(self, event: UserScored, digest: str, publish: Callable[[], Awaitable[None]]) -> str | None:
         # the row is inserted first and committed only after the broker acknowledged the event: a concurrent

@@ -35,8 +35,8 @@ from axis_core.discrepancy import (
 from axis_core.routing import Assessment, RoutingPolicy, assess, choose
 from psycopg_pool import AsyncConnectionPool
 
-from axis_discrepancy import comparison_outbox as outbox
 from axis_discrepancy import discrepancy_repo as repo
+from axis_discrepancy import events_repo as outbox
 
 log = logging.getLogger(__name__)
 
@@ -279,14 +279,14 @@ class DiscrepancyService:
         total = 0
         while True:
             async with self._pool.connection(timeout=self._connect_timeout_s) as conn, conn.transaction():
-                items = await repo.claim_unpublished(conn, producer=self._consumer, limit=limit)
+                items = await outbox.claim_discrepancies(conn, producer=self._consumer, limit=limit)
                 events = [i.event for i in items if i.event is not None]
                 await asyncio.gather(*(publish_event(self._publisher, e) for e in events))
-                await repo.mark_published(conn, [i.discrepancy_id for i in items])
+                await outbox.mark_discrepancies_published(conn, [i.discrepancy_id for i in items])
             async with self._pool.connection(timeout=self._connect_timeout_s) as conn, conn.transaction():
-                pending = await outbox.claim_unpublished(conn, producer=self._consumer, limit=limit)
+                pending = await outbox.claim_comparisons(conn, producer=self._consumer, limit=limit)
                 await asyncio.gather(*(publish_event(self._publisher, p.event) for p in pending))
-                await outbox.mark_published(conn, [p.row_id for p in pending])
+                await outbox.mark_comparisons_published(conn, [p.row_id for p in pending])
             total += len(events) + len(pending)
             if len(items) < limit and len(pending) < limit:
                 return total

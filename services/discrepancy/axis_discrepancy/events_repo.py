@@ -1,5 +1,6 @@
-"""The discrepancy service's own event tables: inspections announced by the robots, curators' verdicts on its
-queue items, and the outbox of ComparisonRecorded (one event per comparison revision, agreements included).
+"""The discrepancy service's tables that face the bus: inspections announced by the robots, curators' verdicts
+on its queue items, and its two outboxes — DiscrepancyFound (queue items) and ComparisonRecorded (one event per
+comparison revision, agreements included).
 
 Parameterised SQL on the service's own schema only.
 """
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from axis_contracts import ComparisonRecorded, CuratorLabelled, DiscrepancyKind, ImageCaptured
+from axis_contracts import ComparisonRecorded, CuratorLabelled, DiscrepancyFound, DiscrepancyKind, ImageCaptured
 from psycopg import AsyncConnection
 
 _NS = uuid5(NAMESPACE_URL, "axis-loop/comparison-recorded")
@@ -62,7 +63,7 @@ _COLS = (
 )
 
 
-async def claim_unpublished(conn: AsyncConnection, *, producer: str, limit: int = 500) -> list[PendingComparison]:
+async def claim_comparisons(conn: AsyncConnection, *, producer: str, limit: int = 500) -> list[PendingComparison]:
     """Lock up to ``limit`` unpublished comparison revisions (others' locks skipped) and build their events."""
     cur = await conn.execute(
         f"SELECT {_COLS} FROM comparison_history h "  # noqa: S608
@@ -104,7 +105,64 @@ async def claim_unpublished(conn: AsyncConnection, *, producer: str, limit: int 
     return out
 
 
-async def mark_published(conn: AsyncConnection, row_ids: Sequence[int]) -> None:
+async def mark_comparisons_published(conn: AsyncConnection, row_ids: Sequence[int]) -> None:
     """Record that these revisions' ComparisonRecorded are on the broker."""
     if row_ids:
         await conn.execute("UPDATE comparison_history SET published_at = now() WHERE id = ANY(%s)", (list(row_ids),))
+
+
+# DiscrepancyFound ----------------------------------------------------------------------------------------
+_OUTBOX_COLS = (
+    "id, inspection_id, plate_barcode, plate_type, well, drop_no, kind, ml_probability, ml_label, threshold, "
+    "model_name, model_version, human_label, human_class, user_id, status, ml_event_id, user_event_id, priority"
+)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A queue item waiting for its DiscrepancyFound; ``event`` is None when it was superseded meanwhile."""
+
+    discrepancy_id: int
+    event: DiscrepancyFound | None
+
+
+async def claim_discrepancies(conn: AsyncConnection, *, producer: str, limit: int = 500) -> list[OutboxItem]:
+    """Lock up to ``limit`` unpublished queue items (others' locks skipped) and build their events."""
+    cur = await conn.execute(
+        f"SELECT {_OUTBOX_COLS} FROM discrepancies WHERE published_at IS NULL "  # noqa: S608
+        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (limit,),
+    )
+    out = []
+    for r in await cur.fetchall():
+        event = None
+        if r[15] == "open":
+            event = DiscrepancyFound(
+                producer=producer,
+                discrepancy_id=r[0],
+                inspection_id=r[1],
+                plate_barcode=r[2],
+                plate_type=r[3],
+                well=r[4],
+                drop=r[5],
+                kind=DiscrepancyKind(r[6]),
+                ml_probability=r[7],
+                ml_label=r[8],
+                threshold=r[9] if r[9] is not None else 0.5,
+                model_name=r[10],
+                model_version=r[11],
+                human_label=r[12],
+                human_score=r[13],
+                user_id=r[14],
+                ml_event_id=r[16],
+                user_event_id=r[17],
+                priority=min(1.0, max(0.0, r[18])) if r[18] is not None else None,
+            )
+        out.append(OutboxItem(discrepancy_id=r[0], event=event))
+    return out
+
+
+async def mark_discrepancies_published(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Record that these items' DiscrepancyFound are on the broker (or that none is due)."""
+    if ids:
+        await conn.execute("UPDATE discrepancies SET published_at = now() WHERE id = ANY(%s)", (list(ids),))
