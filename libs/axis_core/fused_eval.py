@@ -21,6 +21,11 @@ from axis_core.metrics import BinaryMetrics, binary_metrics
 FUSED = "fused"
 
 
+# the MLflow run artifact of a trained version: one Prediction per test image (model new|champion), as JSON lines;
+# written by the trainer, read by the promotion gate
+PREDICTIONS_ARTIFACT = "test_predictions.jsonl"
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One test image as a model version scored it."""

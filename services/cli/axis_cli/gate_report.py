@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from axis_adapters.registry import RegisteredVersion
-from axis_core.fused_eval import FUSED, Prediction, from_jsonl
+from axis_core.fused_eval import FUSED, PREDICTIONS_ARTIFACT, Prediction, from_jsonl
 from axis_core.gate import GateConfig, GateReport, compare_scope, evaluate_gate, fused_decisions
 
-PREDICTIONS_ARTIFACT = "test_predictions.jsonl"  # same name as axis_trainer.pipeline.PREDICTIONS_ARTIFACT
 GATE_DIR = "gate"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import torch
 from axis_adapters.objectstore import BucketGuard, ObjectStore
 from axis_adapters.registry import CHALLENGER, ModelRegistry, RegisteredVersion, metric_tags
 from axis_contracts import ImagingMode, ModelRegistered
-from axis_core.fused_eval import FUSED, Prediction, metrics_by_scope, to_jsonl
+from axis_core.fused_eval import PREDICTIONS_ARTIFACT, Prediction, to_jsonl
 from axis_core.metrics import BinaryMetrics
 from axis_model.bundle import load_bundle, save_bundle
 from axis_model.classifier import CrystalClassifier, build_classifier
@@ -26,13 +26,12 @@ from axis_model.spec import CRYSTAL_INDEX, BaseSpec, LoraSpec
 
 from axis_trainer import tracking
 from axis_trainer.data import DatasetError, ModeData, TrainRow, check_trainable, load_images, modes_of, read_manifest
+from axis_trainer.evaluation import fmt_metrics, log_fused, predictions_of, test_summary
 from axis_trainer.settings import TrainerOptions
 
 log = logging.getLogger("axis_trainer")
 PRODUCER = "axis-trainer"
 VAL_SPLITS = ("val", "validation")
-PREDICTIONS_ARTIFACT = "test_predictions.jsonl"  # per test image: model (new|champion), inspection, mode, P, label
-FUSED_ARTIFACT = "evaluation_fused.json"
 
 
 class TrainingFailed(RuntimeError):
@@ -140,16 +139,6 @@ class _Prepared:
     test: ModeData
 
 
-def test_summary(m: BinaryMetrics) -> dict[str, float]:
-    """The test metrics stored on a version and compared at promotion."""
-    return {
-        "test_recall": m.recall,
-        "test_precision": m.precision,
-        "test_balanced_accuracy": m.balanced_accuracy,
-        "test_f1": m.f1,
-    }
-
-
 def _start_model(
     t: Trainer, request: TrainRequest, mode: str, current: RegisteredVersion | None
 ) -> tuple[CrystalClassifier, str, RegisteredVersion | None]:
@@ -243,39 +232,8 @@ def run_training(t: Trainer, request: TrainRequest) -> list[ModeOutcome]:
     outcomes = []
     for p in prepared:
         outcomes.append(_train_one(t, request, p, sha, test_ref, test_sha))
-    _log_fused(t, outcomes)
+    log_fused(t.registry, t.say, outcomes)
     return outcomes
-
-
-def predictions_of(data: ModeData, mode: str, probs: Any, threshold: float) -> list[Prediction]:
-    """Per-image predictions of one mode on the test set (what the gate and the fused evaluation read)."""
-    return [
-        Prediction(r.inspection_id, mode, float(p), float(threshold), r.label, r.sub_type, r.image_uri)
-        for r, p in zip(data.rows, probs, strict=True)
-    ]
-
-
-def _log_fused(t: Trainer, outcomes: Sequence[ModeOutcome]) -> None:
-    """Per-inspection fused metrics (max over the modes trained in this job) on every run of the job."""
-    if not outcomes:
-        return
-    new = metrics_by_scope([p for o in outcomes for p in o.predictions])[FUSED]
-    champs = [p for o in outcomes for p in o.champion_predictions]
-    # the champion generation is fused only when every mode had a champion evaluated
-    champ = metrics_by_scope(champs)[FUSED] if all(o.champion_predictions for o in outcomes) else None
-    modes = sorted(o.mode for o in outcomes)
-    t.say(f"fused per inspection ({'+'.join(modes)}): new {_fmt(new)}" + (f"; champion {_fmt(champ)}" if champ else ""))
-    metrics = {f"fused_{k}": v for k, v in test_summary(new).items()}
-    if champ is not None:
-        metrics.update({f"champion_fused_{k}": v for k, v in test_summary(champ).items()})
-    report = {"modes": modes, "new": new.to_dict(), "champion": champ.to_dict() if champ else None}
-    note = "per inspection: max over modes, each at its own threshold"
-    for o in outcomes:
-        tracking.log_metrics(t.registry.client, o.run_id, metrics)
-        t.registry.client.log_dict(o.run_id, report, FUSED_ARTIFACT)
-        fig = tracking.confusion_figure(new, f"fused {'+'.join(modes)}, new, test set", note)
-        tracking.log_figure(t.registry.client, o.run_id, fig, "fused_confusion_matrix.png")
-        t.registry.set_tags(o.model_name, o.version.version, metric_tags(metrics))
 
 
 def _train_one(
@@ -343,14 +301,14 @@ def _run_mode(
             sub_types=_subs(p.test),
             device=config.device,
         )
-        t.say(f"{p.mode}: champion v{champ.version} on the test set: {_fmt(champ_test)}")
+        t.say(f"{p.mode}: champion v{champ.version} on the test set: {fmt_metrics(champ_test)}")
 
     def on_progress(pr: Progress) -> None:
         t.say(f"{p.mode}: {pr.line()}")
         tracking.log_metrics(client, run_id, {"train_loss": pr.loss, "lr": pr.lr}, step=pr.step)
 
     def on_epoch(e: EpochStats) -> None:
-        t.say(f"{p.mode}: epoch {e.epoch} train loss {e.train_loss:.4f} val {_fmt(e.val)}")
+        t.say(f"{p.mode}: epoch {e.epoch} train loss {e.train_loss:.4f} val {fmt_metrics(e.val)}")
         vals = {f"val_{k}": v for k, v in e.val.scalars().items() if k != "threshold"}
         tracking.log_metrics(client, run_id, {"epoch_train_loss": e.train_loss, **vals}, step=e.epoch)
 
@@ -375,7 +333,8 @@ def _run_mode(
         device=config.device,
     )
     t.say(
-        f"{p.mode}: new model on the test set: {_fmt(test)} (threshold {test.threshold:.3f}, epoch {result.best_epoch})"
+        f"{p.mode}: new model on the test set: {fmt_metrics(test)} "
+        f"(threshold {test.threshold:.3f}, epoch {result.best_epoch})"
     )
     metrics = {**test_summary(test), **{f"test_{k}": v for k, v in test.scalars().items() if k.startswith("recall_")}}
     metrics.update(
@@ -455,7 +414,3 @@ def _run_mode(
 
 def _subs(data: ModeData) -> list[str | None] | None:
     return data.sub_types if data.has_sub_types else None
-
-
-def _fmt(m: BinaryMetrics) -> str:
-    return f"recall {m.recall:.3f} precision {m.precision:.3f} balanced acc {m.balanced_accuracy:.3f} F1 {m.f1:.3f}"
