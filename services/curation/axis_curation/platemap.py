@@ -121,14 +121,23 @@ def imaging_rounds(times: Sequence[tuple[datetime, int]], gap: timedelta = ROUND
     return [ImagingRound(index=i, started_at=s.start, ended_at=s.end, inspections=s.count) for i, s in enumerate(spans)]
 
 
-def _user_score(row: Mapping[str, Any], scheme: ScoreScheme) -> UserScoreView | None:
+def _colour(scheme: ScoreScheme, raw: str, cache: dict[str, str]) -> str:
+    """The scheme's colour of a raw class (grey for one the scheme does not know), looked up once per plate."""
+    colour = cache.get(raw)
+    if colour is None:
+        try:
+            colour = scheme.colour(raw)
+        except UnknownScoreClass:
+            colour = "#999999"
+        cache[raw] = colour
+    return colour
+
+
+def _user_score(row: Mapping[str, Any], scheme: ScoreScheme, cache: dict[str, str]) -> UserScoreView | None:
     raw = row.get("raw_class")
     if raw is None:
         return None
-    try:
-        colour = scheme.colour(raw)
-    except UnknownScoreClass:
-        colour = "#999999"
+    colour = _colour(scheme, raw, cache)
     return UserScoreView(
         raw_class=raw,
         label=row.get("human_label") or "",
@@ -159,9 +168,10 @@ def plate_view(
     n_rows, n_cols = geometry(plate_type)
     names = row_names(plate_type)
     by_well: dict[str, list[tuple[DropView, UserScoreView | None, Mapping[str, Any]]]] = {}
+    colours: dict[str, str] = {}
     for r in rows:
         prob = r.get("fused_probability")
-        user = _user_score(r, scheme)
+        user = _user_score(r, scheme, colours)
         drop = DropView(
             drop=r["drop"],
             inspection_id=r["inspection_id"],
