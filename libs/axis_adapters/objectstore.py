@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from axis_adapters.settings import S3Settings
 
@@ -51,28 +51,33 @@ class ObjectStore(Protocol):
     def list_keys(self, bucket: str, prefix: str = "") -> list[str]: ...
 
 
+def minio_client(settings: S3Settings) -> Any:
+    """The ``minio`` client of the settings (every reader and writer of the object store builds it here)."""
+    from minio import Minio
+
+    return Minio(
+        settings.endpoint,
+        access_key=settings.access_key,
+        secret_key=settings.secret_key.get_secret_value(),
+        secure=settings.secure,
+        region=settings.region,
+    )
+
+
 class MinioObjectStore:
     """ObjectStore over the ``minio`` client (works with MinIO and moto's S3 server)."""
 
     def __init__(self, settings: S3Settings) -> None:
-        from minio import Minio
-
-        self._client = Minio(
-            settings.endpoint,
-            access_key=settings.access_key,
-            secret_key=settings.secret_key.get_secret_value(),
-            secure=settings.secure,
-            region=settings.region,
-        )
+        self._client = minio_client(settings)
 
     def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         bucket, key = parse_uri(uri)
-        with _translate_errors(uri):
+        with translate_errors(uri):
             self._client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
 
     def get_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
         bucket, key = parse_uri(uri)
-        with _translate_errors(uri):
+        with translate_errors(uri):
             if max_bytes is not None:
                 size = self._client.stat_object(bucket, key).size or 0
                 if size > max_bytes:
@@ -87,23 +92,23 @@ class MinioObjectStore:
     def exists(self, uri: str) -> bool:
         try:
             bucket, key = parse_uri(uri)
-            with _translate_errors(uri):
+            with translate_errors(uri):
                 self._client.stat_object(bucket, key)
             return True
         except ObjectMissing:
             return False
 
     def ensure_bucket(self, bucket: str) -> None:
-        with _translate_errors(f"s3://{bucket}/"):
+        with translate_errors(f"s3://{bucket}/"):
             if not self._client.bucket_exists(bucket):
                 self._client.make_bucket(bucket)
 
     def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
-        with _translate_errors(f"s3://{bucket}/{prefix}"):
+        with translate_errors(f"s3://{bucket}/{prefix}"):
             return sorted(o.object_name or "" for o in self._client.list_objects(bucket, prefix=prefix, recursive=True))
 
 
-class _translate_errors:
+class translate_errors:
     """Map minio/urllib3 errors to ObjectMissing (permanent) or ObjectStoreUnavailable (transient)."""
 
     def __init__(self, uri: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from axis_adapters.objectstore import ObjectMissing, ObjectStore, ObjectStoreUnavailable, parse_uri
+from axis_adapters.objectstore import ObjectStore, minio_client, parse_uri, translate_errors
 from axis_adapters.settings import S3Settings
 
 
@@ -20,35 +20,19 @@ class MinioObjectStreams:
     """ObjectStreams over the ``minio`` client."""
 
     def __init__(self, settings: S3Settings) -> None:
-        from minio import Minio
-
-        self._client = Minio(
-            settings.endpoint,
-            access_key=settings.access_key,
-            secret_key=settings.secret_key.get_secret_value(),
-            secure=settings.secure,
-            region=settings.region,
-        )
+        self._client = minio_client(settings)
 
     def size(self, uri: str) -> int:
         """Bytes of the object (ObjectMissing / ObjectStoreUnavailable like the object store)."""
-        from minio.error import S3Error
-        from urllib3.exceptions import HTTPError
-
         bucket, key = parse_uri(uri)
-        try:
+        with translate_errors(uri):
             return int(self._client.stat_object(bucket, key).size or 0)
-        except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
-                raise ObjectMissing(f"no object at {uri}") from None
-            raise
-        except (HTTPError, ConnectionError, TimeoutError) as exc:
-            raise ObjectStoreUnavailable(f"object store unreachable for {uri}: {type(exc).__name__}") from exc
 
     def chunks(self, uri: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
         """The object's bytes, ``chunk_size`` at a time (the connection is released at the end)."""
         bucket, key = parse_uri(uri)
-        resp = self._client.get_object(bucket, key)
+        with translate_errors(uri):
+            resp = self._client.get_object(bucket, key)
         try:
             yield from resp.stream(chunk_size)
         finally:
