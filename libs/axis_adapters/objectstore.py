@@ -78,13 +78,11 @@ class MinioObjectStore:
     def get_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
         bucket, key = parse_uri(uri)
         with translate_errors(uri):
-            if max_bytes is not None:
-                size = self._client.stat_object(bucket, key).size or 0
-                if size > max_bytes:
-                    raise ValueError(f"object is {size} bytes, more than the limit of {max_bytes}")
-            resp = self._client.get_object(bucket, key)
+            resp = self._client.get_object(bucket, key)  # one request: the limit is checked on the response
             try:
-                return resp.read()
+                if max_bytes is None:
+                    return resp.read()
+                return _read_capped(resp, max_bytes)
             finally:
                 resp.close()
                 resp.release_conn()
@@ -106,6 +104,24 @@ class MinioObjectStore:
     def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
         with translate_errors(f"s3://{bucket}/{prefix}"):
             return sorted(o.object_name or "" for o in self._client.list_objects(bucket, prefix=prefix, recursive=True))
+
+
+def _read_capped(resp: Any, max_bytes: int) -> bytes:
+    """The body of a response, refused (ValueError) as soon as it is known to exceed ``max_bytes``: from its
+    Content-Length when the server sends one, else while reading (never more than ``max_bytes`` + 64 KiB)."""
+    length = resp.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise ValueError(f"object is {int(length)} bytes, more than the limit of {max_bytes}")
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = resp.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > max_bytes:
+            raise ValueError(f"object is more than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
 
 
 class translate_errors:

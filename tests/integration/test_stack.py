@@ -128,6 +128,29 @@ def test_s3_round_trip_with_minio_client(stack: StackInfo) -> None:
     assert {"axis-images", "axis-datasets", "axis-mlflow"} <= {b.name for b in client.list_buckets()}
 
 
+def test_object_store_reads_refuse_an_object_over_the_limit_in_one_request(stack: StackInfo) -> None:
+    from axis_adapters.objectstore import MinioObjectStore, ObjectMissing
+    from axis_adapters.settings import S3Settings
+    from pydantic import SecretStr
+
+    store = MinioObjectStore(
+        S3Settings(
+            endpoint=stack.s3_endpoint, access_key=stack.s3_access_key, secret_key=SecretStr(stack.s3_secret_key)
+        )
+    )
+    prefix = f"s3://axis-images/test/limit-{uuid.uuid4().hex[:8]}"
+    big = os.urandom(300 * 1024)  # several read chunks
+    store.put_bytes(f"{prefix}/big.bin", big)
+    assert store.get_bytes(f"{prefix}/big.bin", max_bytes=len(big)) == big  # exactly at the limit: read whole
+    assert store.get_bytes(f"{prefix}/big.bin") == big
+    with pytest.raises(ValueError, match="more than the limit"):
+        store.get_bytes(f"{prefix}/big.bin", max_bytes=len(big) - 1)
+    store.put_bytes(f"{prefix}/empty.bin", b"")
+    assert store.get_bytes(f"{prefix}/empty.bin", max_bytes=10) == b""
+    with pytest.raises(ObjectMissing):
+        store.get_bytes(f"{prefix}/absent.bin", max_bytes=10)
+
+
 def test_mlflow_run_registered_model_and_champion_alias(stack: StackInfo, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
