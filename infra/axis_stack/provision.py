@@ -48,7 +48,7 @@ def create_topics_from_settings(*, partitions: int = TOPIC_PARTITIONS, wait_s: f
 
 def probe_from_settings() -> list[str]:
     """Problems reaching the broker, PostgreSQL and the object store of the AXIS_* settings (empty: all fine)."""
-    from minio import Minio
+    from axis_adapters.objectstore import minio_client
 
     settings = load_settings(ServiceSettings)
     problems: list[str] = []
@@ -63,7 +63,7 @@ def probe_from_settings() -> list[str]:
         problems.append(f"postgres {settings.postgres.host}:{settings.postgres.port}: {exc!r}")
     try:
         s3 = settings.s3
-        client = Minio(s3.endpoint, s3.access_key, s3.secret_key.get_secret_value(), secure=s3.secure)
+        client = minio_client(s3)
         client.bucket_exists(s3.images_bucket)
     except Exception as exc:
         problems.append(f"s3 {settings.s3.endpoint}: {exc!r}")

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from axis_adapters.objectstore import ForbiddenBucket, ObjectMissing, ObjectStoreUnavailable, parse_uri
-from axis_contracts.scheme import UnknownScoreClass
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
@@ -22,6 +21,7 @@ from axis_curation.auth import (
     require_role,
     token_from_request,
 )
+from axis_curation.colours import class_colour
 from axis_curation.consensus import Vote, decide
 from axis_curation.context import Services
 from axis_curation.curation_repo import (
@@ -232,10 +232,7 @@ def queue(
 
 
 def _colour(svc: Services, raw_class: str) -> str:
-    try:
-        return svc.options.score_scheme.colour(raw_class)
-    except UnknownScoreClass:
-        return "#999999"
+    return class_colour(svc.options.score_scheme, raw_class)
 
 
 @router.get("/items/{item_id}", response_model=ItemView, tags=["curation"])

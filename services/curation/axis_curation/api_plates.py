@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from axis_curation.api_curate import services_of
 from axis_curation.auth import Account, require_role
+from axis_curation.colours import class_colour
 from axis_curation.platemap import PlateView, class_title, imaging_rounds, plate_view
 
 router = APIRouter(prefix="/v1", tags=["plates"])
@@ -70,8 +71,5 @@ def get_well(
     scheme = svc.options.score_scheme
     for us in history["user_scores"]:
         us["title"] = class_title(us["raw_class"])
-        try:
-            us["colour"] = scheme.colour(us["raw_class"])
-        except ValueError:
-            us["colour"] = "#999999"
+        us["colour"] = class_colour(scheme, us["raw_class"])
     return {"barcode": barcode, "well": name, **history}

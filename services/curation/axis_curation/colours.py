@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import math
 
+from axis_contracts.scheme import ScoreScheme, UnknownScoreClass
+
+UNKNOWN_GREY = "#999999"  # a user-score class the scheme does not know
 CRYSTAL_GREEN = (0, 150, 60)
 FLOOR = 0.4
 GAMMA = 0.7
@@ -51,3 +54,12 @@ def display_colour(hex_colour: str, *, max_luminance: float = 0.45) -> str:
     while luminance([x * k for x in rgb]) > max_luminance and k > 0.05:
         k -= 0.02
     return "#" + "".join(f"{round(x * k * 255):02x}" for x in rgb)
+
+
+def class_colour(scheme: ScoreScheme, raw_class: str) -> str:
+    """The scheme's colour of a user-score class; grey for a class the scheme does not know (old rows, another
+    facility's scheme) — every page draws unknown classes the one way."""
+    try:
+        return scheme.colour(raw_class)
+    except UnknownScoreClass:
+        return UNKNOWN_GREY

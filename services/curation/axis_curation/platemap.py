@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from axis_contracts.scheme import ScoreScheme, UnknownScoreClass
+from axis_contracts.scheme import ScoreScheme
 from axis_contracts.wells import PlateType, geometry, parse_well, row_names
 from pydantic import BaseModel
 
-from axis_curation.colours import crystal_alpha, crystal_fill, display_colour
+from axis_curation.colours import UNKNOWN_GREY, class_colour, crystal_alpha, crystal_fill, display_colour
 
 # A plate is imaged well after well; a pause longer than this starts the next imaging round (inspection).
 ROUND_GAP = timedelta(hours=2)
@@ -121,23 +121,13 @@ def imaging_rounds(times: Sequence[tuple[datetime, int]], gap: timedelta = ROUND
     return [ImagingRound(index=i, started_at=s.start, ended_at=s.end, inspections=s.count) for i, s in enumerate(spans)]
 
 
-def _colour(scheme: ScoreScheme, raw: str, cache: dict[str, str]) -> str:
-    """The scheme's colour of a raw class (grey for one the scheme does not know), looked up once per plate."""
-    colour = cache.get(raw)
-    if colour is None:
-        try:
-            colour = scheme.colour(raw)
-        except UnknownScoreClass:
-            colour = "#999999"
-        cache[raw] = colour
-    return colour
-
-
 def _user_score(row: Mapping[str, Any], scheme: ScoreScheme, cache: dict[str, str]) -> UserScoreView | None:
     raw = row.get("raw_class")
     if raw is None:
         return None
-    colour = _colour(scheme, raw, cache)
+    colour = cache.get(raw)
+    if colour is None:  # looked up once per class and plate (1,536 wells, a handful of classes)
+        colour = cache[raw] = class_colour(scheme, raw)
     return UserScoreView(
         raw_class=raw,
         label=row.get("human_label") or "",
@@ -209,7 +199,7 @@ def plate_view(
                 )
             )
     classes = [
-        ClassView(name=c, title=class_title(c), label=label, colour=display_colour(scheme.colours.get(c, "#999999")))
+        ClassView(name=c, title=class_title(c), label=label, colour=display_colour(scheme.colours.get(c, UNKNOWN_GREY)))
         for c, label in scheme.classes.items()
     ]
     return PlateView(
