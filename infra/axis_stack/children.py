@@ -22,6 +22,8 @@ LOG_BACKUPS = 3
 STOP_GRACE_S = 45.0
 HEALTH_EVERY_S = 5.0
 STALL_STRIKES = 3
+# /health states that a restart cures: events wait and nothing progresses, or the consumer is gone
+RESTART_STATES = ("stalled", "stopped")
 
 
 @dataclass(frozen=True)
@@ -166,11 +168,12 @@ class Child:
             return
         if self.spec.health_path and time.monotonic() - self.last_health >= HEALTH_EVERY_S:
             self.last_health = time.monotonic()
-            if probe_health(self.st.port, self.spec.health_path).get("status") == "stalled":
+            status = probe_health(self.st.port, self.spec.health_path).get("status")
+            if status in RESTART_STATES:
                 self.strikes += 1
                 if self.strikes >= STALL_STRIKES:
                     self.stop()
-                    self.schedule_restart(f"{self.name} reported stalled {STALL_STRIKES} times in a row")
+                    self.schedule_restart(f"{self.name} reported {status} {STALL_STRIKES} times in a row")
             else:
                 self.strikes = 0
 

@@ -6,7 +6,8 @@ process (``python -m axis_stack supervise``) that runs the chosen services with 
 - each service is a child process in its own process group, its output in ``<data-dir>/logs/<name>.log``
   (rotated at 10 MB, 3 old files kept);
 - a child that exits is restarted after a back-off (1 s, doubling up to 60 s; reset once it has run 2 minutes);
-- a child whose ``/health`` says ``stalled`` three checks in a row (events wait and nothing progresses) is
+- a child whose ``/health`` says ``stalled`` (events wait and nothing progresses) or ``stopped`` (its consumer is
+  gone) three checks in a row is
   restarted the same way; ``waiting_for_champion`` is a state, not a failure;
 - SIGTERM (``python -m axis_stack down``) stops every child with SIGTERM — each finishes its batch in flight —
   and SIGKILLs what is left after 45 s.
@@ -46,10 +47,10 @@ SERVICES: dict[str, ServiceSpec] = {
     "discrepancy": ServiceSpec("axis_discrepancy", port_env="AXIS_DISCREPANCY__HTTP_PORT"),
     "lims-gateway": ServiceSpec("axis_discrepancy.lims_gateway", port_env="AXIS_LIMS__PORT", page="/docs"),
     "curation": ServiceSpec("axis_curation", ("serve", "--port", "{port}"), page="/"),
-    "trainer": ServiceSpec("axis_trainer", health_path=None),
+    "trainer": ServiceSpec("axis_trainer", port_env="AXIS_TRAINER__HTTP_PORT"),
     "patch-maps": ServiceSpec("axis_inference.patchmaps", ("--port", "{port}")),
     "ingest": ServiceSpec("axis_ingest", port_env="AXIS_INGEST__HTTP_PORT"),
-    "promote-watch": ServiceSpec("axis_cli.promote_watch", health_path=None),
+    "promote-watch": ServiceSpec("axis_cli.promote_watch", port_env="AXIS_PROMOTE_WATCH__HTTP_PORT"),
 }
 
 
@@ -253,6 +254,11 @@ def service_rows(data_dir: Path) -> Iterator[ServiceRow]:
             detail.append(f"oldest unprocessed {consumer['oldest_unprocessed_age_s']}s")
         if body.get("stalled"):
             detail.append(str(body["stalled"]))
+        job = body.get("current")
+        if isinstance(job, dict):  # the trainer's job in progress
+            detail.append(f"training {job.get('dataset')}@{job.get('version')} for {job.get('running_s')}s")
+        if body.get("status") in ("retrying", "stopped") and body.get("problem"):
+            detail.append(str(body["problem"])[:200])
         if body.get("dead_lettered_by_reason"):
             detail.append("dead letters " + ", ".join(f"{r}={n}" for r, n in body["dead_lettered_by_reason"].items()))
         if spec and spec.page and port and alive:

@@ -139,6 +139,20 @@ class ConsumerProgress:
         return lines
 
 
+def consumer_gone(broker: Any) -> str | None:
+    """Why a FastStream broker's subscribers no longer consume (stopped, or every consumer task ended), or None."""
+    for sub in broker.subscribers:
+        name = ",".join(getattr(sub, "topic_names", []) or ["?"])
+        if not sub.running:
+            return f"the subscriber of {name} stopped"
+        tasks: list[Any] = list(getattr(sub, "tasks", []))
+        if tasks and all(t.done() for t in tasks):
+            last = tasks[-1]
+            how = "was cancelled" if last.cancelled() else f"ended ({last.exception()!r})"
+            return f"the consumer task of {name} {how} and was not restarted"
+    return None
+
+
 def timestamps_of(message: Any) -> list[int | None]:
     """Kafka timestamps (ms) of the records behind a FastStream KafkaMessage."""
     raw = message.raw_message

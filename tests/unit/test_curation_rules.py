@@ -122,3 +122,32 @@ def test_dataset_config_layers_and_names_a_bad_override() -> None:
 def test_versions_count_up_per_name() -> None:
     assert next_version([]) == "1"
     assert next_version(["1", "2", "custom"]) == "3"
+
+
+def test_the_served_plate_map_is_the_bytes_of_its_documented_model() -> None:
+    """The endpoint encodes plain dicts (fast); they must be exactly PlateView's own encoding, None left out."""
+    from datetime import timedelta
+
+    from axis_curation.platemap import ImagingRound, plate_map_json
+
+    rows: list[dict[str, object]] = []
+    for i, well in enumerate(["A1", "A1", "B3", "C2", "H12"]):
+        rows.append({
+            "inspection_id": f"i{i}", "plate_type": "96", "well": well, "drop": 1 + (i == 1),
+            "imaged_at": T + timedelta(minutes=i), "fused_probability": [0.91, 0.4, None, 0.0, 0.55][i],
+            "ml_label": [None, "other", None, "other", "crystal"][i], "threshold": 0.5,
+            "model_name": "axis-visible" if i != 2 else None, "model_version": str(i),
+            "mode_scores": {"uv": {"probability": 0.2}, "visible": {"probability": 0.91, "threshold": 0.5}}
+            if i == 0 else None,
+            "raw_class": [None, "clear", "single_crystals", "unknown-class", "clear"][i],
+            "human_label": [None, "other", "crystal", None, "other"][i], "user_id": "sci",
+            "user_scored_at": T if i != 4 else None,
+        })  # fmt: skip
+    rounds = [ImagingRound(index=0, started_at=T, ended_at=T + timedelta(hours=1), inspections=5)]
+    for kwargs in ({}, {"rounds": rounds, "selected": 0}):
+        fast = plate_map_json("PL-9", rows, DEFAULT_SCHEME, **kwargs)  # type: ignore[arg-type]
+        view = plate_view("PL-9", rows, DEFAULT_SCHEME, **kwargs)  # type: ignore[arg-type]
+        assert fast == view.model_dump_json(exclude_none=True).encode()
+        assert view.disagreements == 1 and view.scored_wells == 3
+    empty = plate_map_json("PL-0", [], DEFAULT_SCHEME)
+    assert empty == plate_view("PL-0", [], DEFAULT_SCHEME).model_dump_json(exclude_none=True).encode()

@@ -129,3 +129,24 @@ async def test_a_row_recorded_but_not_announced_is_announced_after_a_restart_wit
     await _watcher(reg, store, sent, clock).poll_once()
     assert [e.event_id for e in sent] == [store.rows[-1]["event_id"]] and len(store.rows) == 2
     assert store.rows[-1]["published_at"] is not None
+
+
+def test_poll_health_says_retrying_while_calls_fail_and_stalled_when_no_poll_finishes() -> None:
+    from axis_cli.promote_watch import PollHealth
+
+    clock = Clock()
+    polls = PollHealth(stall_after_s=60, clock=clock)
+    clock.t = 5
+    polls.finished(None, recorded=1)
+    assert polls.health()[0] and polls.health()[1]["changes_recorded"] == 1
+    clock.t = 8
+    polls.finished("MLflow: cannot read the champion alias of axis-visible: connection refused")
+    ok, body = polls.health()
+    assert not ok and body["status"] == "retrying" and "connection refused" in body["problem"]
+    clock.t = 100
+    ok, body = polls.health()
+    assert not ok and body["status"] == "stalled" and body["seconds_since_poll"] == 92.0
+    clock.t = 101
+    polls.finished(None)
+    assert polls.health()[1]["status"] == "ok"
+    assert "axis_promote_watch_failed_polls_total 1" in polls.prometheus()

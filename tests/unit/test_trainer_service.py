@@ -143,3 +143,45 @@ async def test_a_test_set_is_remembered_and_a_train_set_names_its_own(
     (request,) = fake_training
     assert request.test_set is not None
     assert (request.test_set.name, request.test_set.manifest_uri) == ("frozen", "s3://axis-datasets/f/m.jsonl")
+
+
+async def test_health_shows_the_job_in_progress_and_counts_jobs_by_outcome(
+    tmp_path: Path, fake_training: list[TrainRequest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/health of the trainer: ``training`` with the dataset while a job runs, then the outcome counted."""
+    h = Harness(tmp_path)
+    seen: list[dict[str, Any]] = []
+
+    def run(trainer: Trainer, request: TrainRequest) -> list[Any]:
+        seen.append(h.service.jobs.health(None)[1])
+        return []
+
+    monkeypatch.setattr(service_module, "run_training", run)
+    await h.service.handle(_record(_event(dataset_name="train-z").to_bytes()))
+    (during,) = seen
+    assert during["status"] == "training" and during["current"]["dataset"] == "train-z"
+    await h.service.handle(_record(b"not json"))
+    ok, body = h.service.jobs.health(None)
+    assert ok and body["status"] == "ok" and body["current"] is None
+    assert body["jobs_by_outcome"]["registered"] == 1 and body["jobs_by_outcome"]["dead_lettered"] == 1
+    assert body["last"]["outcome"] == "dead_lettered" and body["last"]["dataset"] == "?"
+    text = h.service.jobs.prometheus(None)
+    assert 'axis_trainer_jobs_total{outcome="registered"} 1' in text and "axis_trainer_consumer_up 1" in text
+    ok, body = h.service.jobs.health("the subscriber of axis.dataset.exported stopped")
+    assert not ok and body["status"] == "stopped" and "stopped" in body["problem"]
+
+
+async def test_a_transient_failure_is_counted_as_retried_and_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(tmp_path)
+
+    def run(trainer: Trainer, request: TrainRequest) -> list[Any]:
+        raise ConnectionError("MinIO went away")
+
+    monkeypatch.setattr(service_module, "run_training", run)
+    with pytest.raises(ConnectionError):
+        await h.service.handle(_record(_event().to_bytes()))
+    body = h.service.jobs.health(None)[1]
+    assert body["jobs_by_outcome"]["retried"] == 1 and "MinIO went away" in body["last"]["detail"]
+    assert h.dead_letters() == [] and h.processed == set()

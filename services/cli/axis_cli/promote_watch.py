@@ -9,6 +9,10 @@ moment (the new version against the one it replaced, on the stored test-set pred
 ModelPromoted. Exactly once across restarts: the row's ``change_key`` is unique per alias change, and
 its event is resent with the same ``event_id`` until ``published_at`` is set.
 
+``/health`` and ``/metrics`` on ``AXIS_PROMOTE_WATCH__HTTP_HOST:HTTP_PORT`` (default 127.0.0.1:8087): ``ok``,
+``retrying`` while MLflow, PostgreSQL or the broker fails (a restart would not cure that), ``stalled`` when no
+poll has finished for ``STALL_AFTER_S`` (a hung call: the supervisor restarts the process).
+
 MLflow 3.17 has registry webhooks (``model_version_alias.created``), but a webhook delivered while this
 process is down is lost; a poll compares states and so catches up after any outage.
 """
@@ -29,7 +33,7 @@ from axis_adapters.registry import CHAMPION, RegisteredVersion, RegistryError
 from axis_adapters.settings import ServiceSettings
 from axis_contracts import ModelPromoted
 from axis_core.gate import GateConfig
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from axis_cli import promotion_log
 from axis_cli.gate_report import ArtifactRegistry, gate_for, log_gate, scalar_summary
@@ -47,6 +51,10 @@ class WatchOptions(BaseModel):
     margin: float = Field(default=0.02, ge=0.0, lt=1.0)
     resamples: int = Field(default=2000, ge=1000)
     seed: int = 0
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8087, ge=0, le=65535, description="/health and /metrics (0: a free port)")
+    metrics_token: SecretStr | None = Field(default=None, description="bearer token for /metrics (open without)")
+    stall_after_s: float = Field(default=300.0, gt=0.0, description="no poll finished this long: /health stalled")
 
 
 class PromoteWatchSettings(ServiceSettings):
@@ -72,6 +80,72 @@ class PromotionStore(Protocol):
 
 
 @dataclass
+class PollHealth:
+    """What /health and /metrics say of the poll loop."""
+
+    stall_after_s: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(default=0.0)
+    last_finished: float | None = None
+    failing_since: float | None = None
+    last_error: str | None = None
+    polls: int = 0
+    failures: int = 0
+    recorded: int = 0
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def finished(self, error: str | None, recorded: int = 0) -> None:
+        """A poll ended (``error``: why it failed, None when every call succeeded)."""
+        now = self.clock()
+        self.polls += 1
+        self.recorded += recorded
+        self.last_finished = now
+        if error is None:
+            self.failing_since, self.last_error = None, None
+        else:
+            self.failures += 1
+            self.last_error = error[:500]
+            self.failing_since = self.failing_since or now
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(ok, body) of /health."""
+        now = self.clock()
+        idle = now - (self.last_finished if self.last_finished is not None else self.started)
+        status = "stalled" if idle > self.stall_after_s else "retrying" if self.failing_since is not None else "ok"
+        return status == "ok", {
+            "status": status,
+            "problem": self.last_error
+            if status == "retrying"
+            else f"no poll finished for {idle:.0f}s"
+            if status == "stalled"
+            else None,
+            "seconds_since_poll": round(idle, 1),
+            "failing_for_s": None if self.failing_since is None else round(now - self.failing_since, 1),
+            "polls": self.polls,
+            "failed_polls": self.failures,
+            "changes_recorded": self.recorded,
+        }
+
+    def prometheus(self) -> str:
+        """/metrics: polls, failed polls, changes recorded, seconds since the last poll."""
+        ok, body = self.health()
+        return (
+            "# TYPE axis_promote_watch_polls_total counter\n"
+            f"axis_promote_watch_polls_total {self.polls}\n"
+            "# TYPE axis_promote_watch_failed_polls_total counter\n"
+            f"axis_promote_watch_failed_polls_total {self.failures}\n"
+            "# TYPE axis_promote_watch_changes_recorded_total counter\n"
+            f"axis_promote_watch_changes_recorded_total {self.recorded}\n"
+            "# TYPE axis_promote_watch_seconds_since_poll gauge\n"
+            f"axis_promote_watch_seconds_since_poll {body['seconds_since_poll']}\n"
+            "# TYPE axis_promote_watch_healthy gauge\n"
+            f"axis_promote_watch_healthy {1 if ok else 0}\n"
+        )
+
+
+@dataclass
 class Watcher:
     """One poll = compare each model's alias with its audit trail; record and announce what MLflow changed."""
 
@@ -84,10 +158,12 @@ class Watcher:
     clock: Callable[[], float] = time.monotonic
     say: Callable[[str], None] = print
     _first_seen: dict[str, tuple[str, float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # the registry errors of the poll in progress
 
     async def poll_once(self) -> list[str]:
         """Record and announce every settled alias change; returns one line per change recorded."""
         done: list[str] = []
+        self.errors = []
         for name in self.models:
             line = await asyncio.to_thread(self._check, name)
             if line:
@@ -100,6 +176,7 @@ class Watcher:
             current = self.registry.champion(name)
         except Exception as exc:  # MLflow down or restarting: try again next poll
             log.warning("cannot read the %s alias of %s: %s", CHAMPION, name, exc)
+            self.errors.append(f"MLflow: cannot read the {CHAMPION} alias of {name}: {exc}")
             return None
         if current is None:
             self._first_seen.pop(name, None)
@@ -184,6 +261,7 @@ async def run(settings: PromoteWatchSettings, *, stop: asyncio.Event | None = No
     """Poll until ``stop`` is set (SIGTERM / SIGINT in :func:`main`)."""
     from axis_adapters.db import connect
     from axis_adapters.kafka import make_broker, publish_event
+    from axis_adapters.lifecycle import start_health_server
     from axis_adapters.registry import ModelRegistry
 
     opts = settings.promote_watch
@@ -205,16 +283,33 @@ async def run(settings: PromoteWatchSettings, *, stop: asyncio.Event | None = No
             settle_s=opts.settle_s,
             say=lambda line: log.info("%s", line),
         )
-        log.info("watching the %s alias of %s every %.1f s", CHAMPION, ", ".join(models), opts.poll_s)
-        while not stop.is_set():
-            try:
-                await watcher.poll_once()
-            except Exception:  # PostgreSQL / broker restarting: log and poll again
-                log.exception("poll failed; retrying")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=opts.poll_s)
-            except TimeoutError:
-                pass
+        polls = PollHealth(stall_after_s=opts.stall_after_s)
+
+        async def health() -> tuple[bool, dict[str, Any]]:
+            return polls.health()
+
+        async def metrics() -> str:
+            return polls.prometheus()
+
+        http = await start_health_server(opts, health=health, metrics=metrics)
+        if http is None:
+            raise SystemExit(1)
+        log.info("watching the %s alias of %s every %.1f s; health on http://%s:%s/health",
+                 CHAMPION, ", ".join(models), opts.poll_s, opts.http_host, http.port)  # fmt: skip
+        try:
+            while not stop.is_set():
+                try:
+                    lines = await watcher.poll_once()
+                    polls.finished("; ".join(watcher.errors) or None, len(lines))
+                except Exception as exc:  # PostgreSQL / broker restarting: log and poll again
+                    log.exception("poll failed; retrying")
+                    polls.finished(f"{type(exc).__name__}: {exc}")
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=opts.poll_s)
+                except TimeoutError:
+                    pass
+        finally:
+            await http.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from axis_curation.api_curate import services_of
 from axis_curation.auth import Account, require_role
 from axis_curation.colours import class_colour
-from axis_curation.platemap import PlateView, class_title, imaging_rounds, plate_view
+from axis_curation.platemap import PlateView, class_title, imaging_rounds, plate_map_json
 
 router = APIRouter(prefix="/v1", tags=["plates"])
 Viewer = Annotated[Account, Depends(require_role("scientist"))]
@@ -35,8 +35,9 @@ def get_plate(
 ) -> Response:
     """Every well of a plate as of one imaging round: fused ML probability and label, colour, model version,
     user score and whether they disagree. Fields without a value are left out (compact for 1536 wells)."""
-    # The view is built from validated models; it is serialised once, in pydantic's own encoder, rather than
-    # re-validated against the response model and encoded again (a 1536-well plate: ~100 ms saved of ~250).
+    # The map is built as plain dicts in PlateView's shape and encoded once by pydantic's encoder, not built as
+    # 4,600 models and re-validated against the response model (tests/unit/test_curation_rules.py holds the bytes
+    # equal to PlateView's own encoding).
     svc = services_of(request)
     rounds = imaging_rounds(svc.repo.plate_times(barcode))
     if not rounds:
@@ -47,8 +48,8 @@ def get_plate(
         )
     selected = len(rounds) - 1 if at is None else at
     rows = svc.repo.plate_wells(barcode, until=rounds[selected].ended_at)
-    view = plate_view(barcode, rows, svc.options.score_scheme, rounds=rounds, selected=selected)
-    return Response(content=view.model_dump_json(exclude_none=True), media_type="application/json")
+    body = plate_map_json(barcode, rows, svc.options.score_scheme, rounds=rounds, selected=selected)
+    return Response(content=body, media_type="application/json")
 
 
 @router.get("/plates/{barcode}/wells/{well}")

@@ -11,6 +11,7 @@ from typing import Any
 from axis_contracts.scheme import ScoreScheme
 from axis_contracts.wells import PlateType, geometry, parse_well, row_names
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from axis_curation.colours import UNKNOWN_GREY, class_colour, crystal_alpha, crystal_fill, display_colour
 
@@ -25,7 +26,7 @@ class UserScoreView(BaseModel):
     label: str
     colour: str
     user_id: str
-    scored_at: datetime | None
+    scored_at: datetime | None = None
 
 
 class DropView(BaseModel):
@@ -34,26 +35,26 @@ class DropView(BaseModel):
     drop: int
     inspection_id: str
     imaged_at: datetime
-    probability: float | None
-    ml_label: str | None
+    probability: float | None = None
+    ml_label: str | None = None
     modes: dict[str, float] | None = None  # per-mode probability, visible first
     user_class: str | None = None
 
 
 class WellView(BaseModel):
     """One well: the highest probability over its drops decides its colour; ``disagrees`` marks a drop whose
-    ML label and user label differ."""
+    ML label and user label differ. Fields without a value are left out of the response."""
 
     well: str
     row: int
     col: int
-    probability: float | None
+    probability: float | None = None
     alpha: float
     fill: str
     ml_label: str | None = None
-    model_name: str | None
-    model_version: str | None
-    user_score: UserScoreView | None
+    model_name: str | None = None
+    model_version: str | None = None
+    user_score: UserScoreView | None = None
     disagrees: bool = False
     drops: list[DropView]
 
@@ -89,7 +90,7 @@ class PlateView(BaseModel):
     classes: list[ClassView]
     colour_scale: str
     rounds: list[ImagingRound]
-    selected: int | None
+    selected: int | None = None
     wells: list[WellView]
 
 
@@ -121,28 +122,144 @@ def imaging_rounds(times: Sequence[tuple[datetime, int]], gap: timedelta = ROUND
     return [ImagingRound(index=i, started_at=s.start, ended_at=s.end, inspections=s.count) for i, s in enumerate(spans)]
 
 
-def _user_score(row: Mapping[str, Any], scheme: ScoreScheme, cache: dict[str, str]) -> UserScoreView | None:
+def _user_score(row: Mapping[str, Any], scheme: ScoreScheme, cache: dict[str, str]) -> dict[str, Any] | None:
     raw = row.get("raw_class")
     if raw is None:
         return None
     colour = cache.get(raw)
     if colour is None:  # looked up once per class and plate (1,536 wells, a handful of classes)
         colour = cache[raw] = class_colour(scheme, raw)
-    return UserScoreView(
-        raw_class=raw,
-        label=row.get("human_label") or "",
-        colour=colour,
-        user_id=row.get("user_id") or "",
-        scored_at=row.get("user_scored_at"),
-    )
+    out = {
+        "raw_class": raw,
+        "label": row.get("human_label") or "",
+        "colour": colour,
+        "user_id": row.get("user_id") or "",
+    }
+    at = row.get("user_scored_at")
+    if at is not None:
+        out["scored_at"] = at
+    return out
 
 
 def _modes(raw: Any) -> dict[str, float] | None:
     """Per-mode probabilities from inspection_scores.mode_scores ({mode: {probability, …}}), visible first."""
     if not isinstance(raw, Mapping):
         return None
-    out = {m: float(v["probability"]) for m, v in raw.items() if isinstance(v, Mapping) and "probability" in v}
-    return dict(sorted(out.items(), key=lambda kv: (kv[0] != "visible", kv[0]))) or None
+    out: dict[str, float] = {}
+    first = raw.get("visible")
+    if isinstance(first, Mapping) and "probability" in first:
+        out["visible"] = float(first["probability"])
+    for m in sorted(k for k in raw if k != "visible"):
+        v = raw[m]
+        if isinstance(v, Mapping) and "probability" in v:
+            out[m] = float(v["probability"])
+    return out or None
+
+
+def plate_map(
+    barcode: str,
+    rows: Sequence[Mapping[str, Any]],
+    scheme: ScoreScheme,
+    *,
+    rounds: Sequence[ImagingRound] = (),
+    selected: int | None = None,
+) -> dict[str, Any]:
+    """The plate map as JSON-ready dicts in the shape of :class:`PlateView`, fields without a value left out.
+
+    Built from the repo's rows (one per well and drop, the selected round's inspections) without constructing a
+    pydantic model per well and drop: a 1,536-well plate has 4,600 of them, and validating values that come
+    from the service's own read model cost more than the query (``plate_view`` validates the result instead).
+    """
+    plate_type = PlateType(rows[0]["plate_type"]) if rows else PlateType.WELLS_96
+    n_rows, n_cols = geometry(plate_type)
+    names = row_names(plate_type)
+    by_well: dict[str, list[tuple[dict[str, Any], dict[str, Any] | None, Mapping[str, Any]]]] = {}
+    colours: dict[str, str] = {}
+    for r in rows:
+        prob = r.get("fused_probability")
+        user = _user_score(r, scheme, colours)
+        drop: dict[str, Any] = {"drop": r["drop"], "inspection_id": r["inspection_id"], "imaged_at": r["imaged_at"]}
+        if prob is not None:
+            drop["probability"] = float(prob)
+        if r.get("ml_label") is not None:
+            drop["ml_label"] = r["ml_label"]
+        modes = _modes(r.get("mode_scores"))
+        if modes is not None:
+            drop["modes"] = modes
+        if user is not None:
+            drop["user_class"] = user["raw_class"]
+        by_well.setdefault(r["well"], []).append((drop, user, r))
+    wells: list[dict[str, Any]] = []
+    scored_wells = disagreements = 0
+    for ri in range(n_rows):
+        for ci in range(n_cols):
+            name = f"{names[ri]}{ci + 1}"
+            entries = by_well.get(name)
+            well: dict[str, Any] = {"well": name, "row": ri, "col": ci}
+            if not entries:
+                well.update(alpha=0.0, fill="transparent", disagrees=False, drops=[])
+                wells.append(well)
+                continue
+            if len(entries) > 1:
+                entries.sort(key=lambda e: e[0]["drop"])
+            best = None
+            for e in entries:
+                p = e[0].get("probability")
+                if p is not None and (best is None or p > best[0]["probability"]):
+                    best = e
+            user = next((u for _, u, _ in entries if u is not None), None)
+            disagrees = any(
+                d.get("ml_label") and u and u["label"] and d["ml_label"] != u["label"] for d, u, _ in entries
+            )
+            if best is not None:
+                p = best[0]["probability"]
+                scored_wells += 1
+                well.update(probability=p, alpha=crystal_alpha(p), fill=crystal_fill(p))
+                if best[0].get("ml_label") is not None:
+                    well["ml_label"] = best[0]["ml_label"]
+                for key in ("model_name", "model_version"):
+                    if best[2].get(key) is not None:
+                        well[key] = best[2][key]
+            else:
+                well.update(alpha=0.0, fill="transparent")
+            if user is not None:
+                well["user_score"] = user
+            disagreements += bool(disagrees)
+            well.update(disagrees=bool(disagrees), drops=[e[0] for e in entries])
+            wells.append(well)
+    classes = [
+        {"name": c, "title": class_title(c), "label": label,
+         "colour": display_colour(scheme.colours.get(c, UNKNOWN_GREY))}
+        for c, label in scheme.classes.items()
+    ]  # fmt: skip
+    view: dict[str, Any] = {
+        "barcode": barcode,
+        "plate_type": plate_type.value,
+        "rows": names,
+        "columns": n_cols,
+        "scored_wells": scored_wells,
+        "disagreements": disagreements,
+        "legend": {c["name"]: c["colour"] for c in classes},
+        "classes": classes,
+        "colour_scale": SCALE_TEXT,
+        "rounds": [r.model_dump() for r in rounds],
+    }
+    if selected is not None:
+        view["selected"] = selected
+    view["wells"] = wells
+    return view
+
+
+def plate_map_json(
+    barcode: str,
+    rows: Sequence[Mapping[str, Any]],
+    scheme: ScoreScheme,
+    *,
+    rounds: Sequence[ImagingRound] = (),
+    selected: int | None = None,
+) -> bytes:
+    """:func:`plate_map` encoded by pydantic's JSON encoder (the bytes ``PlateView.model_dump_json`` writes)."""
+    return to_json(plate_map(barcode, rows, scheme, rounds=rounds, selected=selected))
 
 
 def plate_view(
@@ -153,69 +270,8 @@ def plate_view(
     rounds: Sequence[ImagingRound] = (),
     selected: int | None = None,
 ) -> PlateView:
-    """Build the plate map from the repo's rows (one per well and drop, the selected round's inspections)."""
-    plate_type = PlateType(rows[0]["plate_type"]) if rows else PlateType.WELLS_96
-    n_rows, n_cols = geometry(plate_type)
-    names = row_names(plate_type)
-    by_well: dict[str, list[tuple[DropView, UserScoreView | None, Mapping[str, Any]]]] = {}
-    colours: dict[str, str] = {}
-    for r in rows:
-        prob = r.get("fused_probability")
-        user = _user_score(r, scheme, colours)
-        drop = DropView(
-            drop=r["drop"],
-            inspection_id=r["inspection_id"],
-            imaged_at=r["imaged_at"],
-            probability=None if prob is None else float(prob),
-            ml_label=r.get("ml_label"),
-            modes=_modes(r.get("mode_scores")),
-            user_class=user.raw_class if user else None,
-        )
-        by_well.setdefault(r["well"], []).append((drop, user, r))
-    wells: list[WellView] = []
-    for ri in range(n_rows):
-        for ci in range(n_cols):
-            name = f"{names[ri]}{ci + 1}"
-            entries = sorted(by_well.get(name, []), key=lambda e: e[0].drop)
-            scored = [e for e in entries if e[0].probability is not None]
-            best = max(scored, key=lambda e: e[0].probability or 0.0) if scored else None
-            p = best[0].probability if best else None
-            user = next((u for _, u, _ in entries if u is not None), None)
-            disagrees = any(d.ml_label and u and u.label and d.ml_label != u.label for d, u, _ in entries)
-            wells.append(
-                WellView(
-                    well=name,
-                    row=ri,
-                    col=ci,
-                    probability=p,
-                    alpha=crystal_alpha(p) if p is not None else 0.0,
-                    fill=crystal_fill(p) if p is not None else "transparent",
-                    ml_label=best[0].ml_label if best else None,
-                    model_name=best[2].get("model_name") if best else None,
-                    model_version=best[2].get("model_version") if best else None,
-                    user_score=user,
-                    disagrees=bool(disagrees),
-                    drops=[e[0] for e in entries],
-                )
-            )
-    classes = [
-        ClassView(name=c, title=class_title(c), label=label, colour=display_colour(scheme.colours.get(c, UNKNOWN_GREY)))
-        for c, label in scheme.classes.items()
-    ]
-    return PlateView(
-        barcode=barcode,
-        plate_type=plate_type.value,
-        rows=names,
-        columns=n_cols,
-        scored_wells=sum(1 for w in wells if w.probability is not None),
-        disagreements=sum(1 for w in wells if w.disagrees),
-        legend={c.name: c.colour for c in classes},
-        classes=classes,
-        colour_scale=SCALE_TEXT,
-        rounds=list(rounds),
-        selected=selected,
-        wells=wells,
-    )
+    """:func:`plate_map` validated as a :class:`PlateView` (tests, and callers that want the model)."""
+    return PlateView.model_validate(plate_map(barcode, rows, scheme, rounds=rounds, selected=selected))
 
 
 def check_well(well: str) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from typing import Any
 from axis_adapters.db import async_pool
 from axis_adapters.kafka import consumer_options, make_broker, records_of
 from axis_adapters.lifecycle import run_until_stopped, start_health_server, start_unless_stopped
-from axis_adapters.liveness import ConsumerProgress, timestamps_of
+from axis_adapters.liveness import ConsumerProgress, consumer_gone, timestamps_of
 from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.retry import RetryPolicy, retry_async
 from faststream import AckPolicy, Context
@@ -200,16 +200,7 @@ class RunningService:
             await asyncio.sleep(every_s)
 
     def _consumer_gone(self) -> str | None:
-        for sub in self.broker.subscribers:
-            name = ",".join(getattr(sub, "topic_names", []) or ["?"])
-            if not sub.running:
-                return f"the subscriber of {name} stopped"
-            tasks: list[asyncio.Task[Any]] = list(getattr(sub, "tasks", []))
-            if tasks and all(t.done() for t in tasks):
-                last = tasks[-1]
-                how = "was cancelled" if last.cancelled() else f"ended ({last.exception()!r})"
-                return f"the consumer task of {name} {how} and was not restarted"
-        return None
+        return consumer_gone(self.broker)
 
     async def stop(self) -> None:
         """Stop consuming, then close the pool."""

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from axis_adapters.kafka import consumer_options, make_broker, records_of
+from axis_adapters.lifecycle import start_health_server
+from axis_adapters.liveness import consumer_gone
 from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.registry import ModelRegistry
 from axis_contracts import topics
@@ -91,10 +93,34 @@ def register(broker: KafkaBroker, settings: TrainerSettings, service: TrainerSer
 
 
 def create_app(settings: TrainerSettings) -> FastStream:
-    """The FastStream application run by ``python -m axis_trainer``."""
+    """The FastStream application run by ``python -m axis_trainer``: the subscriber, and /health + /metrics on
+    ``AXIS_TRAINER__HTTP_HOST:HTTP_PORT`` while the broker runs (the app does not start when the port is taken)."""
     broker = make_broker(settings.kafka)
-    register(broker, settings, build_service(settings, broker))
-    return FastStream(broker)
+    service = build_service(settings, broker)
+    register(broker, settings, service)
+    app = FastStream(broker)
+    served: list[Any] = []
+
+    async def health() -> tuple[bool, dict[str, Any]]:
+        return service.jobs.health(consumer_gone(broker))
+
+    async def metrics() -> str:
+        return service.jobs.prometheus(consumer_gone(broker))
+
+    @app.after_startup
+    async def serve_health() -> None:
+        http = await start_health_server(settings.trainer, health=health, metrics=metrics)
+        if http is None:
+            raise RuntimeError(f"cannot serve /health on port {settings.trainer.http_port}")
+        served.append(http)
+        log.info("health and metrics on http://%s:%s/health", settings.trainer.http_host, http.port)
+
+    @app.on_shutdown
+    async def stop_health() -> None:
+        for http in served:
+            await http.stop()
+
+    return app
 
 
 @dataclass

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
@@ -15,6 +15,7 @@ from axis_adapters.retry import is_transient
 from axis_contracts import DatasetExported, ImagingMode, ModelRegistered
 from axis_contracts.parsing import InvalidEvent, parse_event
 
+from axis_trainer.health import JobLog
 from axis_trainer.pipeline import (
     PRODUCER,
     DatasetRef,
@@ -63,6 +64,7 @@ class TrainerService:
     is_processed: Callable[[UUID], bool]
     mark_processed: Callable[[UUID], None]
     record_test_set: Callable[[DatasetExported], None] = lambda event: None
+    jobs: JobLog = field(default_factory=JobLog)  # what /health and /metrics show
 
     def _already_registered(self, event_id: str) -> dict[str, RegisteredVersion]:
         found = {}
@@ -74,18 +76,30 @@ class TrainerService:
 
     async def handle(self, record: RawRecord) -> list[ModeOutcome]:
         """Process one record; bad events and untrainable datasets are dead-lettered, transient errors raise."""
+        self.jobs.begin(*_dataset_of(record))
+        try:
+            outcomes = await self._handle(record)
+        except BaseException as exc:  # transient: the record comes again
+            self.jobs.end("retried", f"{type(exc).__name__}: {exc}"[:300])
+            raise
+        return outcomes
+
+    async def _handle(self, record: RawRecord) -> list[ModeOutcome]:
         sink = DeadLetterSink(self.publisher, self.consumer)
         try:
             event = parse_event(record.value, DatasetExported)
         except InvalidEvent as exc:
             await sink.reject(record, exc)
+            self.jobs.end("dead_lettered", str(exc)[:300])
             return []
         if await asyncio.to_thread(self.is_processed, event.event_id):
             log.info("DatasetExported %s already processed; skipped", event.event_id)
+            self.jobs.end("duplicate")
             return []
         pattern = self.trainer.options.dataset_name_pattern
         if pattern and not re.fullmatch(pattern, event.dataset_name):
             log.info("dataset %s does not match %r: not for this trainer", event.dataset_name, pattern)
+            self.jobs.end("skipped", f"name does not match {pattern!r}")
             return []
         if event.purpose == "test":
             await asyncio.to_thread(self.record_test_set, event)
@@ -95,6 +109,7 @@ class TrainerService:
                 event.dataset_version,
             )
             await asyncio.to_thread(self.mark_processed, event.event_id)
+            self.jobs.end("test_set")
             return []
         done = await asyncio.to_thread(self._already_registered, str(event.event_id))
         request = request_of(event, start_from=self.trainer.options.start_from, skip_modes=tuple(done))
@@ -106,6 +121,7 @@ class TrainerService:
         except TrainingFailed as exc:
             await sink.reject(record, exc)
             await asyncio.to_thread(self.mark_processed, event.event_id)
+            self.jobs.end("dead_lettered", str(exc)[:300])
             return []
         except Exception as exc:  # a bug or a model/data mismatch: retrying would fail the same way
             if is_transient(exc):  # the one rule of axis_adapters.retry: the event is redelivered
@@ -113,8 +129,24 @@ class TrainerService:
             log.exception("training on %s@%s failed", event.dataset_name, event.dataset_version)
             await sink.reject(record, exc)
             await asyncio.to_thread(self.mark_processed, event.event_id)
+            self.jobs.end("dead_lettered", f"{type(exc).__name__}: {exc}"[:300])
             return []
         for outcome in outcomes:
             await publish_event(self.publisher, outcome.event(request.dataset))
         await asyncio.to_thread(self.mark_processed, event.event_id)
+        versions = ", ".join(f"{o.model_name} v{o.version.version}" for o in outcomes)
+        self.jobs.end("registered", versions)
         return outcomes
+
+
+def _dataset_of(record: RawRecord) -> tuple[str, str]:
+    """(dataset name, version) for /health before the record is validated ("?" where it does not say)."""
+    import json
+
+    try:
+        body = json.loads(record.value)
+    except (ValueError, TypeError):
+        return "?", "?"
+    if not isinstance(body, dict):
+        return "?", "?"
+    return str(body.get("dataset_name", "?"))[:200], str(body.get("dataset_version", "?"))[:200]

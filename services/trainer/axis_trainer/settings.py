@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from axis_adapters.settings import ServiceSettings
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 CONSUMER_GROUP = "axis-trainer"
 
@@ -38,6 +38,9 @@ class TrainerOptions(BaseModel):
     max_image_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     lora_r: int = Field(default=25, ge=1)
     lora_alpha: float = Field(default=20, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8086, ge=0, le=65535, description="/health and /metrics (0: a free port)")
+    metrics_token: SecretStr | None = Field(default=None, description="bearer token for /metrics (open without)")
 
 
 class ModelOptions(BaseModel):
