@@ -47,6 +47,7 @@ class ServiceResult:
     batches: int
     avg_batch: float
     scorer: str = ""  # which scorer the service used (ServiceScorer.describe)
+    stages: dict[str, float] | None = None  # wall seconds of the batches' stages (axis_inference.metrics.STAGES)
 
     @property
     def img_s(self) -> float:
@@ -119,6 +120,7 @@ async def _measure(settings: InferenceSettings, images: list[bytes], bundles: di
         seen: set[uuid.UUID] = set()
         wanted = {e.event_id for e in events}
         batches0 = svc.metrics.batches
+        stages0 = dict(svc.metrics.stage_seconds)
         t0, c0 = time.perf_counter(), time.process_time()
         for e in events:
             await producer.send(topics.IMAGE_CAPTURED, e.to_bytes(), key=e.key().encode())
@@ -135,7 +137,8 @@ async def _measure(settings: InferenceSettings, images: list[bytes], bundles: di
         batches = svc.metrics.batches - batches0
         describe = getattr(svc.holder.scorer, "describe", None)
         used = describe() if callable(describe) else type(svc.holder.scorer).__name__
-        return ServiceResult(len(events), elapsed, cpu, batches, len(events) / max(1, batches), used)
+        stages = {k: v - stages0.get(k, 0.0) for k, v in svc.metrics.stage_seconds.items()}
+        return ServiceResult(len(events), elapsed, cpu, batches, len(events) / max(1, batches), used, stages)
     finally:
         await producer.stop()
         await consumer.stop()
@@ -228,6 +231,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{'service end to end':<28}{service.img_s:>8.2f}{service_cpu:>12.1f}   ({100 * ratio:.0f}% of fast; "
         f"{service.batches} batches, avg {service.avg_batch:.1f} images; CPU includes broker/DB clients)"
     )
+    if service.stages:
+        per = {k: 1000 * v / service.events for k, v in service.stages.items()}
+        other = 1000 * service.seconds / service.events - sum(per.values())
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in per.items())
+        print(f"service wall ms per image by stage: {parts}, between batches {other:.1f}")
     print(summary_line(model, service), flush=True)
 
 

@@ -8,6 +8,9 @@ from typing import Any
 
 BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# where a batch's wall time goes: decoding and the processed check, fetching and preparing the images, the
+# model, the transaction with its publishes, the dead letters
+STAGES: tuple[str, ...] = ("check", "fetch", "model", "commit", "dead_letters")
 
 
 @dataclass
@@ -25,6 +28,11 @@ class Metrics:
     scored_events_published: int = 0
     dead_lettered: Counter[str] = field(default_factory=Counter)
     batch_failures: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """Add one batch's wall time in ``stage`` (one of STAGES)."""
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
     def observe_batch(self, size: int, scored: int, seconds: float) -> None:
         """Record one finished batch: records received, images newly scored, wall time."""
@@ -50,6 +58,7 @@ class Metrics:
             "dead_lettered": sum(self.dead_lettered.values()),
             "dead_lettered_by_reason": dict(self.dead_lettered),
             "batch_failures": self.batch_failures,
+            "stage_seconds": {k: round(self.stage_seconds.get(k, 0.0), 4) for k in STAGES},
             "model_versions": versions,
         }
 
@@ -88,8 +97,11 @@ class Metrics:
             f'axis_inference_batch_seconds_bucket{{le="+Inf"}} {self.batches}',
             f"axis_inference_batch_seconds_sum {self.batch_seconds_sum:.6f}",
             f"axis_inference_batch_seconds_count {self.batches}",
-            "# TYPE axis_inference_model_info gauge",
+            "# TYPE axis_inference_stage_seconds_total counter",
         ]
+        spent = {k: self.stage_seconds.get(k, 0.0) for k in STAGES}
+        lines += [f'axis_inference_stage_seconds_total{{stage="{k}"}} {v:.6f}' for k, v in spent.items()]
+        lines.append("# TYPE axis_inference_model_info gauge")
         for mode, version in sorted(versions.items()):
             name, _, ver = version.partition(":")
             lines.append(f'axis_inference_model_info{{mode="{mode}",model="{name}",version="{ver}"}} 1')

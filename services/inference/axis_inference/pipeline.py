@@ -32,9 +32,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from axis_adapters.consumer import IsolatingBatchHandler
 from axis_adapters.kafka import DeadLetterSink, Publisher, RawRecord, publish_event
 from axis_adapters.objectstore import ForbiddenBucket, ObjectMissing, ObjectStore, parse_uri
-from axis_adapters.retry import is_transient
+from axis_adapters.retry import RetryPolicy, is_transient
 from axis_contracts import CrystalScored, DeadLetter, ImageCaptured, InvalidEvent, ModeScore, parse_event
 from axis_core.fusion import ModeProbability, fuse
 from axis_model.preprocess import ImageRejected
@@ -126,6 +127,21 @@ class BatchResult:
     dead_lettered: int
     published: list[CrystalScored]
 
+    @classmethod
+    def combined(cls, parts: Sequence[BatchResult]) -> BatchResult:
+        """The parts of an isolated batch as one result."""
+        return cls(
+            scored=sum(p.scored for p in parts),
+            duplicates=sum(p.duplicates for p in parts),
+            dead_lettered=sum(p.dead_lettered for p in parts),
+            published=[e for p in parts for e in p.published],
+        )
+
+
+def is_redelivery_error(exc: BaseException) -> bool:
+    """What the inference consumer does not isolate: transient errors (the shared rule) and models not loaded."""
+    return isinstance(exc, ModelsNotLoaded) or is_transient(exc)
+
 
 class BatchProcessor:
     """Scores micro-batches with the current models; safe to call from one handler at a time."""
@@ -163,6 +179,19 @@ class BatchProcessor:
         self._backoff_max = retry_backoff_max_s
         self._context = {"max_future_skew_s": max_future_skew_s}
         self._transient_failures = 0
+        # the shared rule, bisecting: one attempt per part here (handle() backs off, the batch is redelivered),
+        # no time bound (a batch of large images on a CPU may take long; the consumer's liveness watches it)
+        self._isolating: IsolatingBatchHandler[BatchResult] = IsolatingBatchHandler(
+            self.process,
+            dead_letters=dead_letters,
+            policy=RetryPolicy(attempts=1, is_transient=is_redelivery_error),
+            attempt_timeout_s=None,
+            name="inference",
+            isolate="bisect",
+            combine=BatchResult.combined,
+            rejected=self._rejected,
+            on_failure=self._failed,
+        )
 
     async def handle(self, records: Sequence[RawRecord]) -> BatchResult | None:
         """Process a batch; raise (after a back-off) to have it redelivered; isolate and dead-letter bad records."""
@@ -181,41 +210,18 @@ class BatchProcessor:
         return result
 
     async def _process_isolating(self, records: Sequence[RawRecord]) -> BatchResult:
-        """``process``; on a permanent failure, bisect until the failing record is found and dead-letter it alone.
+        """``process`` under the shared rule: on a permanent failure, bisect until the failing record stands alone
+        and dead-letter it once. Raises only transient errors (and ModelsNotLoaded): then nothing of the failing
+        part is committed, and what other parts committed is skipped on redelivery (``processed_events``)."""
+        result = await self._isolating(records)
+        return result if result is not None else BatchResult(scored=0, duplicates=0, dead_lettered=0, published=[])
 
-        Raises only transient errors (and ModelsNotLoaded): then nothing of the failing part is committed, and
-        what other parts committed is skipped on redelivery (``processed_events``).
-        """
-        try:
-            return await self.process(records)
-        except Exception as exc:
-            if isinstance(exc, ModelsNotLoaded) or is_transient(exc):
-                raise
-            self.metrics.batch_failures += 1
-            if len(records) == 1:
-                log.error(
-                    "record %s[%s]@%s failed: %s: %s",
-                    records[0].topic,
-                    records[0].partition,
-                    records[0].offset,
-                    type(exc).__name__,
-                    exc,
-                )
-                sent = await self._dead.reject_once([(records[0], exc)])
-                self._count(sent)
-                return BatchResult(scored=0, duplicates=0, dead_lettered=len(sent), published=[])
-            log.warning(
-                "batch of %d failed (%s: %s); isolating the record behind it", len(records), type(exc).__name__, exc
-            )
-        mid = len(records) // 2
-        first = await self._process_isolating(records[:mid])
-        second = await self._process_isolating(records[mid:])
-        return BatchResult(
-            scored=first.scored + second.scored,
-            duplicates=first.duplicates + second.duplicates,
-            dead_lettered=first.dead_lettered + second.dead_lettered,
-            published=first.published + second.published,
-        )
+    def _failed(self, records: Sequence[RawRecord], exc: BaseException) -> None:
+        self.metrics.batch_failures += 1
+
+    def _rejected(self, record: RawRecord, exc: BaseException, sent: Sequence[DeadLetter]) -> BatchResult:
+        self._count(sent)
+        return BatchResult(scored=0, duplicates=0, dead_lettered=len(sent), published=[])
 
     def _count(self, sent: Sequence[DeadLetter]) -> None:
         for dl in sent:
@@ -248,6 +254,8 @@ class BatchProcessor:
             seen.add(event.event_id)
             parsed.append((rec, event))
         done = await self._repo.processed(self.consumer, [e.event_id for _, e in parsed])
+        t_check = time.monotonic()
+        self.metrics.observe_stage("check", t_check - t0)
         duplicates += len(done)
         todo = [(r, e) for r, e in parsed if e.event_id not in done]
         published: list[CrystalScored] = []
@@ -273,6 +281,8 @@ class BatchProcessor:
             outcomes = await asyncio.gather(
                 *(self._in(self._io, self._fetch_and_prepare, scorer, e) for _, e in ready), return_exceptions=True
             )
+            t_fetch = time.monotonic()
+            self.metrics.observe_stage("fetch", t_fetch - t_check)
             items: list[tuple[str, np.ndarray]] = []
             good: list[ImageCaptured] = []
             for (rec, event), out in zip(ready, outcomes, strict=True):
@@ -285,6 +295,8 @@ class BatchProcessor:
                 good.append(event)
             if items:
                 probs = await self._in(self._model, scorer.score, items)
+                t_model = time.monotonic()
+                self.metrics.observe_stage("model", t_model - t_fetch)
                 now = datetime.now(UTC)
                 scores = []
                 for event, p in zip(good, probs, strict=True):
@@ -304,11 +316,14 @@ class BatchProcessor:
                     for fused in published:
                         await publish_event(self._publisher, fused)
                 scored = len(new)
+                self.metrics.observe_stage("commit", time.monotonic() - t_model)
+        t_dead = time.monotonic()
         # after the commit (a failed commit must not leave doubled dead letters), each record claimed once
         sent = await self._dead.reject_once(
             [(rec, why if isinstance(why, Exception) else str(why)) for rec, why in rejects]
         )
         self._count(sent)
+        self.metrics.observe_stage("dead_letters", time.monotonic() - t_dead)
         self.metrics.duplicates_skipped += duplicates
         self.metrics.scored_events_published += len(published)
         self.metrics.observe_batch(len(records), scored, time.monotonic() - t0)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from axis_adapters.kafka import consumer_options, make_broker, records_of
+from axis_adapters.db import async_pool
+from axis_adapters.kafka import DeadLetterSink, consumer_options, make_broker, records_of
 from axis_adapters.lifecycle import start_health_server
 from axis_adapters.liveness import consumer_gone
 from axis_adapters.objectstore import MinioObjectStore
@@ -92,6 +93,20 @@ def register(broker: KafkaBroker, settings: TrainerSettings, service: TrainerSer
             await service.handle(record)
 
 
+async def attach_dead_letters(settings: TrainerSettings, service: TrainerService, broker: Any) -> Any:
+    """Give the service a dead-letter sink over its own schema's claims (a record dead-lettered once); returns
+    the pool (close it on shutdown)."""
+    pool = await async_pool(settings.postgres, max_size=2, check_connections=True)
+    service.dead_letters = DeadLetterSink(
+        broker,
+        CONSUMER_GROUP,
+        store=MinioObjectStore(settings.s3),
+        keep_bytes=settings.kafka.dead_letter_keep_bytes,
+        pool=pool,
+    )
+    return pool
+
+
 def create_app(settings: TrainerSettings) -> FastStream:
     """The FastStream application run by ``python -m axis_trainer``: the subscriber, and /health + /metrics on
     ``AXIS_TRAINER__HTTP_HOST:HTTP_PORT`` while the broker runs (the app does not start when the port is taken)."""
@@ -100,6 +115,11 @@ def create_app(settings: TrainerSettings) -> FastStream:
     register(broker, settings, service)
     app = FastStream(broker)
     served: list[Any] = []
+    pools: list[Any] = []
+
+    @app.on_startup
+    async def open_dead_letters() -> None:
+        pools.append(await attach_dead_letters(settings, service, broker))
 
     async def health() -> tuple[bool, dict[str, Any]]:
         return service.jobs.health(consumer_gone(broker))
@@ -115,10 +135,12 @@ def create_app(settings: TrainerSettings) -> FastStream:
         served.append(http)
         log.info("health and metrics on http://%s:%s/health", settings.trainer.http_host, http.port)
 
-    @app.on_shutdown
+    @app.after_shutdown
     async def stop_health() -> None:
         for http in served:
             await http.stop()
+        for pool in pools:
+            await pool.close()
 
     return app
 
@@ -129,16 +151,22 @@ class RunningTrainer:
 
     broker: KafkaBroker
     service: TrainerService
+    pool: Any = None
 
     @classmethod
     async def start(cls, settings: TrainerSettings, *, say: Any = None) -> RunningTrainer:
         """Subscribe and start the broker; the consumer group joins shortly after."""
         broker = make_broker(settings.kafka)
         service = build_service(settings, broker, say=say)
+        pool = await attach_dead_letters(settings, service, broker)
         register(broker, settings, service)
         await broker.start()
-        return cls(broker=broker, service=service)
+        return cls(broker=broker, service=service, pool=pool)
 
     async def stop(self) -> None:
-        """Stop consuming."""
-        await self.broker.stop()
+        """Stop consuming, then close the dead-letter pool."""
+        try:
+            await self.broker.stop()
+        finally:
+            if self.pool is not None:
+                await self.pool.close()

@@ -65,6 +65,8 @@ class TrainerService:
     mark_processed: Callable[[UUID], None]
     record_test_set: Callable[[DatasetExported], None] = lambda event: None
     jobs: JobLog = field(default_factory=JobLog)  # what /health and /metrics show
+    # with a pool (the app's), a record is dead-lettered once across redeliveries (dead_letter_claims)
+    dead_letters: DeadLetterSink | None = None
 
     def _already_registered(self, event_id: str) -> dict[str, RegisteredVersion]:
         found = {}
@@ -85,11 +87,11 @@ class TrainerService:
         return outcomes
 
     async def _handle(self, record: RawRecord) -> list[ModeOutcome]:
-        sink = DeadLetterSink(self.publisher, self.consumer)
+        sink = self.dead_letters or DeadLetterSink(self.publisher, self.consumer)
         try:
             event = parse_event(record.value, DatasetExported)
         except InvalidEvent as exc:
-            await sink.reject(record, exc)
+            await sink.reject_once([(record, exc)])
             self.jobs.end("dead_lettered", str(exc)[:300])
             return []
         if await asyncio.to_thread(self.is_processed, event.event_id):
@@ -119,7 +121,7 @@ class TrainerService:
         try:
             outcomes = await asyncio.to_thread(run_training, self.trainer, request)
         except TrainingFailed as exc:
-            await sink.reject(record, exc)
+            await sink.reject_once([(record, exc)])
             await asyncio.to_thread(self.mark_processed, event.event_id)
             self.jobs.end("dead_lettered", str(exc)[:300])
             return []
@@ -127,7 +129,7 @@ class TrainerService:
             if is_transient(exc):  # the one rule of axis_adapters.retry: the event is redelivered
                 raise
             log.exception("training on %s@%s failed", event.dataset_name, event.dataset_version)
-            await sink.reject(record, exc)
+            await sink.reject_once([(record, exc)])
             await asyncio.to_thread(self.mark_processed, event.event_id)
             self.jobs.end("dead_lettered", f"{type(exc).__name__}: {exc}"[:300])
             return []
