@@ -142,17 +142,15 @@ def _user_score(row: Mapping[str, Any], scheme: ScoreScheme, cache: dict[str, st
 
 
 def _modes(raw: Any) -> dict[str, float] | None:
-    """Per-mode probabilities from inspection_scores.mode_scores ({mode: {probability, …}}), visible first."""
+    """Per-mode probabilities, visible first, from {mode: probability} (the repo's) or {mode: {probability, …}}."""
     if not isinstance(raw, Mapping):
         return None
     out: dict[str, float] = {}
-    first = raw.get("visible")
-    if isinstance(first, Mapping) and "probability" in first:
-        out["visible"] = float(first["probability"])
-    for m in sorted(k for k in raw if k != "visible"):
+    for m in sorted(raw, key=lambda k: (k != "visible", k)):
         v = raw[m]
-        if isinstance(v, Mapping) and "probability" in v:
-            out[m] = float(v["probability"])
+        p = v.get("probability") if isinstance(v, Mapping) else v
+        if isinstance(p, int | float) and not isinstance(p, bool):
+            out[m] = float(p)
     return out or None
 
 
