@@ -1,11 +1,5 @@
 """DINOv2 + LoRA crystal classifier: build, preprocess, score (two modes on one base), bundles, CPU and GPU paths."""
 
-from axis_core.omp import prefer_passive_omp_wait
-
-prefer_passive_omp_wait()  # before torch is imported (axis_core.omp says why)
-
-# ruff: noqa: E402
-
 from axis_model.adapters import AdapterMismatch, load_adapter_dir, load_published_adapter, save_adapter_dir
 from axis_model.bundle import BaseMismatch, BundleManifest, load_bundle, read_manifest, save_bundle
 from axis_model.classifier import CrystalClassifier, build_classifier, count_parameters
