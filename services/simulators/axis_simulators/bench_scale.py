@@ -158,8 +158,9 @@ class Bench:
         t0 = time.perf_counter()
         with connect(self.admin.postgres, autocommit=True) as conn:
             # the bulk load's dirty pages written out now, not under the first reads: a facility reads a plate map
-            # long after its rows were written (without it, a quiet machine measured 1,536-well maps at ~360 ms
-            # p95 right after the fill, 118-180 ms on the same stack later, cold caches included)
+            # long after its rows were written. (Right after the fill a quiet machine measured 1,536-well maps at
+            # ~360 ms p95, 118-180 ms on the same stack later, cold caches included; whether the write-back was
+            # the cause is not yet measured.)
             conn.execute("CHECKPOINT")
         os.sync()
         self.fill.add_time("checkpoint", time.perf_counter() - t0)
