@@ -219,6 +219,9 @@ def provision_postgres(state: StackState) -> None:
         conn.execute(
             sql.SQL("{} ROLE axis LOGIN CREATEDB CREATEROLE PASSWORD {}").format(verb, sql.Literal(state.pg_password))
         )
+        # CHECKPOINT for the operator role (bench-scale writes a bulk load out before it measures; PostgreSQL 15+)
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'pg_checkpoint'").fetchone():
+            conn.execute("GRANT pg_checkpoint TO axis")
         for db in ("axis", "mlflow"):
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER axis").format(sql.Identifier(db)))
