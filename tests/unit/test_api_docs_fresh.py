@@ -97,3 +97,65 @@ def test_openapi_files_describe_the_routes_the_apps_serve(generated: dict[str, s
     assert {"/health", "/v1/tokens", "/v1/queue", "/v1/plates/{barcode}"} <= set(curation["paths"])
     health = json.loads(generated[f"{apidocs.OPENAPI_DIR}/service-health.json"])
     assert set(health["paths"]) == {"/health", "/metrics"}
+
+
+def test_the_receive_operations_are_the_services_own_subscribers() -> None:
+    """Each AXIS consumer's subscribers, as its own wiring registers them, are what the catalog says it consumes;
+    FastStream's description of each is typed with the topic's model (docs build fails otherwise)."""
+    from dataclasses import replace
+
+    from axis_cli.apidocs_catalog import check_subscriptions, flows, service_subscriptions
+
+    declared = service_subscriptions()
+    assert {p: sorted(t for s in subs for t in s.topics) for p, subs in declared.items()} == {
+        "inference": sorted([EVENT_TYPES["ImageCaptured"].TOPIC, EVENT_TYPES["ModelPromoted"].TOPIC]),
+        "discrepancy": sorted(
+            EVENT_TYPES[n].TOPIC for n in ("CrystalScored", "UserScored", "ImageCaptured", "CuratorLabelled")
+        ),
+        "curation": sorted(
+            EVENT_TYPES[n].TOPIC for n in ("CrystalScored", "ComparisonRecorded", "DiscrepancyFound", "CuratorLabelled")
+        ),
+        "trainer": [EVENT_TYPES["DatasetExported"].TOPIC],
+    }
+    table = flows()
+    assert check_subscriptions(table, declared) == []
+
+    # the catalog claims a consumer the code lacks, and loses one the code has: both are named
+    wrong = dict(table)
+    exported = table["DatasetExported"]
+    wrong["DatasetExported"] = replace(exported, receive=tuple(s for s in exported.receive if s.party != "trainer"))
+    registered = table["ModelRegistered"]
+    wrong["ModelRegistered"] = replace(
+        registered, receive=(*registered.receive, replace(exported.receive[0], party="inference"))
+    )
+    problems = check_subscriptions(wrong, declared)
+    assert len(problems) == 2, problems
+    assert "trainer consumes DatasetExported" in problems[0]
+    assert "the catalog says inference consumes ModelRegistered" in problems[1]
+
+    # a group changed in the code is a mismatch too
+    moved = {**declared, "trainer": [replace(declared["trainer"][0], group_id="another-group")]}
+    assert len(check_subscriptions(table, moved)) == 2
+
+
+def test_a_service_subscriber_gets_raw_records_not_validated_payloads() -> None:
+    """The payload type is declared for the AsyncAPI only: a malformed record reaches the handler as it was."""
+    import asyncio
+
+    from axis_adapters.subscriber import raw_subscriber
+    from faststream.kafka import KafkaBroker, TestKafkaBroker
+
+    broker = KafkaBroker("127.0.0.1:9092")
+    seen: list[Any] = []
+
+    async def handle(records: list[Any]) -> None:
+        seen.extend(records)
+
+    raw_subscriber(broker, {"t.v1": EVENT_TYPES["UserScored"]}, handle, party="p", group_id="g", batch=False)
+
+    async def send() -> None:
+        async with TestKafkaBroker(broker) as br:
+            await br.publish(b"not json at all", "t.v1", key=b"k")
+
+    asyncio.run(send())
+    assert [(r.topic, r.key, r.value) for r in seen] == [("t.v1", b"k", b"not json at all")]

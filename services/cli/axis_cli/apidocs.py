@@ -3,14 +3,16 @@
 ``python -m axis_cli.apidocs`` (``make docs``) writes them; ``--check`` writes nothing and exits 1 naming the
 stale files (the unit test tests/unit/test_api_docs_fresh.py does the same in memory).
 
-AsyncAPI 3.0.0 comes from FastStream's own generator (``faststream.specification.AsyncAPI``) run over a
-description application: one FastStream ``KafkaBroker`` per party (service or outside system) with a typed
-publisher or subscriber for every event it sends or receives (apidocs_catalog.flows). The services' own brokers
-decode raw records (their handlers take the Kafka message, not a model), so FastStream cannot read payload types
-from them. FastStream leaves message keys, headers and examples out (TODO in its Message model) and makes one
-channel per operation; this module adds the three and merges the channels into one per topic. Where a service's
-code lists what it consumes, the description follows it: the discrepancy service's topics and group come from
-the subscriber its own ``register()`` builds, curation's from ``axis_curation.projector.CONSUMED``.
+AsyncAPI 3.0.0 comes from FastStream's own generator (``faststream.specification.AsyncAPI``) run over the
+AXIS consumers' own brokers and a description of the rest. Every receive operation of an AXIS service is its real
+subscriber: ``apidocs_catalog.service_brokers()`` builds each consumer's KafkaBroker with the subscribers its
+wiring registers (``axis_adapters.subscriber.raw_subscriber``, which declares the topic's model to FastStream
+and leaves validation to the service), and the build stops when a subscriber's topics, group or payload differ
+from the catalog (``check_subscriptions``). What no code of this repository consumes or publishes through a
+FastStream publisher (the robot, the LIMS, operators; the outbox relays' sends) is described by one broker per
+party with a typed publisher or subscriber per event (``apidocs_catalog.flows``). FastStream leaves message
+keys, headers and examples out (TODO in its Message model) and makes one channel per operation; this module adds
+the three and merges the channels into one per topic.
 
 OpenAPI comes from each FastAPI app's own ``openapi()``, built without connecting to anything.
 """
@@ -23,18 +25,28 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import unquote
 
 import yaml
-from axis_contracts.catalog import EVENT_TYPES
+from axis_adapters.subscriber import subscriptions
+from axis_contracts.catalog import EVENT_TYPES, TOPIC_EVENTS
 from axis_contracts.events import Event
 
-from axis_cli.apidocs_catalog import PARTIES, Flow, Side, flows
+from axis_cli.apidocs_catalog import (
+    BOOTSTRAP,
+    PARTIES,
+    SERVICES,
+    Flow,
+    Side,
+    check_subscriptions,
+    flows,
+    service_brokers,
+)
 from axis_cli.apidocs_examples import EXAMPLES
 
 ASYNCAPI_PATH = "docs/asyncapi.yaml"
 OPENAPI_DIR = "docs/openapi"
 BINDING_VERSION = "0.5.0"
-BOOTSTRAP = "127.0.0.1:9092"  # placeholder of the description brokers; the document uses a server variable
 HEADER = "# Generated from the code by `make docs` (python -m axis_cli.apidocs): do not edit by hand.\n"
 
 DELIVERY = """\
@@ -75,7 +87,8 @@ def _op_id(party: str, action: str, event: str) -> str:
 
 
 def description_brokers(table: dict[str, Flow]) -> list[Any]:
-    """One FastStream KafkaBroker per party, with a typed publisher / subscriber per event it sends / receives."""
+    """One FastStream KafkaBroker per party, with a typed publisher per event it sends and a typed subscriber per
+    event an outside party receives (the AXIS consumers' subscribers are their own: ``service_brokers``)."""
     from faststream.kafka import KafkaBroker
 
     brokers: dict[str, Any] = {}
@@ -85,6 +98,8 @@ def description_brokers(table: dict[str, Flow]) -> list[Any]:
             broker = brokers.setdefault(side.party, KafkaBroker(BOOTSTRAP))
             broker.publisher(model.TOPIC, schema=model, title=_op_id(side.party, "send", name), description=side.how)
         for side in flow.receive:
+            if side.party in SERVICES:  # described by the service's own subscriber (service_brokers)
+                continue
             broker = brokers.setdefault(side.party, KafkaBroker(BOOTSTRAP))
             sub = broker.subscriber(
                 model.TOPIC, group_id=side.group, title=_op_id(side.party, "receive", name), description=side.how
@@ -192,6 +207,17 @@ def _channel(name: str, model: type[Event], flow: Flow) -> dict[str, Any]:
     }
 
 
+def _check_payload(key: str, raw: dict[str, Any], channel: dict[str, Any]) -> None:
+    """The payload FastStream derived from a service's subscriber names the model of the channel's topic."""
+    name = TOPIC_EVENTS[channel["address"]].__name__
+    (message,) = channel["messages"].values()
+    payload = raw["components"]["messages"][unquote(message["$ref"].split("/")[-1])]["payload"]
+    ref = f"#/components/schemas/{name}"
+    text = json.dumps(raw["components"]["schemas"].get(unquote(payload["$ref"].split("/")[-1]), payload))
+    if payload["$ref"] != ref and f'"{ref}"' not in text:
+        raise SystemExit(f"FastStream describes the payload of {key} without {name}: {text[:300]}")
+
+
 def _operation(op_id: str, raw: dict[str, Any], raw_channel: dict[str, Any], table: dict[str, Flow]) -> dict[str, Any]:
     party, _, name = op_id.split(".", 2)
     topic = EVENT_TYPES[name].TOPIC
@@ -224,8 +250,17 @@ def build_asyncapi() -> dict[str, Any]:
 
     table = flows()
     _check_catalog(table)
+    real = service_brokers()
+    declared = {party: subscriptions(broker) for party, broker in real.items()}
+    wrong = check_subscriptions(table, declared)
+    if wrong:
+        raise SystemExit(
+            "the AXIS consumers' subscribers and services/cli/axis_cli/apidocs_catalog.py disagree:\n  "
+            + "\n  ".join(wrong)
+        )
     spec = AsyncAPI(
         *description_brokers(table),
+        *real.values(),
         title="AXIS Loop events",
         version="1",
         description=DELIVERY,
@@ -239,7 +274,7 @@ def build_asyncapi() -> dict[str, Any]:
     for name, model in EVENT_TYPES.items():
         channels[model.TOPIC] = _channel(name, model, table[name])
         # the payload schema FastStream derived from the model (one per model, shared by every operation)
-        made = [m for key, m in raw_messages.items() if key.split(":")[0].split(".")[-1] == name]
+        made = [m for m in raw_messages.values() if m["payload"].get("$ref") == f"#/components/schemas/{name}"]
         if not made:
             raise SystemExit(f"FastStream described no message for {name}")
         messages[name] = _message(name, model, table[name], made[0]["payload"]["$ref"], made[0].get("correlationId"))
@@ -249,10 +284,18 @@ def build_asyncapi() -> dict[str, Any]:
         for a, sides in (("send", table[n].send), ("receive", table[n].receive))
         for s in sides
     ]
-    operations = {
-        op_id: _operation(op_id, op, raw["channels"][op["channel"]["$ref"].split("/")[-1]], table)
-        for op_id, op in sorted(raw["operations"].items(), key=lambda item: order.index(item[0]))
-    }
+    ops = {}
+    for key, op in raw["operations"].items():
+        raw_channel = raw["channels"][unquote(op["channel"]["$ref"].split("/")[-1])]
+        if op["action"] == "receive" and key.split(".")[0] in SERVICES:  # a service's own subscriber
+            _check_payload(key, raw, raw_channel)
+            key = _op_id(key.split(".")[0], "receive", TOPIC_EVENTS[raw_channel["address"]].__name__)
+        else:
+            key = key.removesuffix("Subscribe").removesuffix("Publish")
+        ops[key] = _operation(key, op, raw_channel, table)
+    operations = dict(sorted(ops.items(), key=lambda item: order.index(item[0])))
+    # the services' batch payloads (lists of the models) are FastStream's wrappers; the messages name the models
+    schemas = {k: v for k, v in raw["components"]["schemas"].items() if not k.endswith(":Message:Payload")}
     return {
         "asyncapi": raw["asyncapi"],
         "info": raw["info"],
@@ -276,7 +319,7 @@ def build_asyncapi() -> dict[str, Any]:
         "components": {
             "messages": messages,
             # sorted: FastStream's order follows sets of brokers' subscribers, which differs between processes
-            "schemas": dict(sorted({**raw["components"]["schemas"], HEADERS_SCHEMA: _headers_schema()}.items())),
+            "schemas": dict(sorted({**schemas, HEADERS_SCHEMA: _headers_schema()}.items())),
         },
     }
 

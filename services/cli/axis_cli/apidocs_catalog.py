@@ -15,6 +15,8 @@ EXPERIMENT_KEY = (
     '"{plate_barcode}:{well}:{drop}" (e.g. `PL0042:B3:1`): all events of one drop on one partition, in order'
 )
 
+BOOTSTRAP = "127.0.0.1:9092"  # placeholder of the brokers built for the description; nothing connects
+
 PARTIES: dict[str, str] = {
     "imaging-robot": "An imager's control software, outside AXIS Loop (docs/imaging.md).",
     "ingest": "`python -m axis_ingest`: watches an imager's folder tree, stores each image, announces it.",
@@ -206,16 +208,76 @@ def flows() -> dict[str, Flow]:
     return _with_consumers(table)
 
 
-def _discrepancy_subscription(opts: Any) -> tuple[list[str], str]:
-    """The topics and group of the subscriber the discrepancy service's own wiring makes, with default settings."""
+SERVICES = ("inference", "discrepancy", "curation", "trainer")  # the AXIS consumers whose subscribers are read
+
+
+def service_brokers() -> dict[str, Any]:
+    """Each AXIS consumer's KafkaBroker with the subscribers its own wiring registers (default settings, no
+    environment read, nothing connected): what the AsyncAPI document's receive operations are generated from."""
     from axis_adapters.settings import KafkaSettings
-    from axis_discrepancy.app import register
-    from axis_discrepancy.settings import DiscrepancySettings
+    from axis_curation.projector import GROUP_PREFIX
+    from axis_curation.projector import subscribe as curation_subscribe
+    from axis_curation.settings import CurationOptions
+    from axis_discrepancy.app import register as discrepancy_register
+    from axis_discrepancy.settings import DiscrepancyOptions, DiscrepancySettings
+    from axis_inference.service import subscribe as inference_subscribe
+    from axis_inference.settings import InferenceOptions
+    from axis_trainer.app import register as trainer_register
+    from axis_trainer.settings import TrainerSettings
     from faststream.kafka import KafkaBroker
 
-    settings = DiscrepancySettings.model_construct(discrepancy=opts, kafka=KafkaSettings())  # no environment read
-    subscriber = register(KafkaBroker("127.0.0.1:9092"), settings, lambda: cast(Any, None))
-    return list(subscriber.topic_names), str(subscriber.group_id)
+    async def nothing(records: Any) -> None:
+        return None
+
+    kafka = KafkaSettings()
+    none = cast(Any, None)
+    brokers = {party: KafkaBroker(BOOTSTRAP) for party in SERVICES}
+    inference_subscribe(
+        brokers["inference"], InferenceOptions(), kafka, on_images=nothing, on_promoted=nothing, progress=None
+    )
+    disc = DiscrepancySettings.model_construct(discrepancy=DiscrepancyOptions(), kafka=kafka)
+    discrepancy_register(brokers["discrepancy"], disc, lambda: none)
+    cur = CurationOptions()
+    curation_subscribe(brokers["curation"], f"{GROUP_PREFIX}-*", nothing, None, batch=cur.read_model_batch, kafka=kafka)
+    trainer_register(brokers["trainer"], TrainerSettings.model_construct(kafka=kafka), none)
+    return brokers
+
+
+def service_subscriptions() -> dict[str, list[Any]]:
+    """What each AXIS consumer's code subscribes to (``axis_adapters.subscriber.Subscription``), by party."""
+    from axis_adapters.subscriber import subscriptions
+
+    return {party: subscriptions(broker) for party, broker in service_brokers().items()}
+
+
+def check_subscriptions(table: dict[str, Flow], declared: dict[str, list[Any]]) -> list[str]:
+    """Where the catalog's receive sides of the AXIS consumers differ from their code's subscribers (empty: none)."""
+    code = {
+        (party, model.__name__, sub.group_id)
+        for party, subs in declared.items()
+        for sub in subs
+        for topic, model in sub.topics.items()
+        if model.TOPIC == topic
+    }
+    wrong_topic = [
+        f"{party} reads {model.__name__} from {topic!r}, not its topic {model.TOPIC!r}"
+        for party, subs in declared.items()
+        for sub in subs
+        for topic, model in sub.topics.items()
+        if model.TOPIC != topic
+    ]
+    listed = {(s.party, name, s.group) for name, f in table.items() for s in f.receive if s.party in declared}
+    return [
+        *wrong_topic,
+        *(
+            f"{p} consumes {n} (group {g}) but the catalog does not say so"
+            for p, n, g in sorted(code - listed, key=str)
+        ),
+        *(
+            f"the catalog says {p} consumes {n} (group {g}); its code does not"
+            for p, n, g in sorted(listed - code, key=str)
+        ),
+    ]
 
 
 def _with_consumers(table: dict[str, Flow]) -> dict[str, Flow]:
@@ -223,28 +285,29 @@ def _with_consumers(table: dict[str, Flow]) -> dict[str, Flow]:
 
     Every AXIS consumer dead-letters what it cannot process, so each also publishes DeadLetter.
     """
-    from axis_contracts.catalog import TOPIC_EVENTS
-    from axis_curation.projector import CONSUMED, GROUP_PREFIX
+    from axis_curation.projector import GROUP_PREFIX
     from axis_curation.settings import CurationOptions
     from axis_discrepancy.settings import DiscrepancyOptions
 
-    disc = DiscrepancyOptions()
-    disc_topics, disc_group = _discrepancy_subscription(disc)
-    cur = CurationOptions()
+    declared = service_subscriptions()
+    (disc_sub,) = declared["discrepancy"]
+    (cur_sub,) = declared["curation"]
+    disc, cur = DiscrepancyOptions(), CurationOptions()
+    disc_topics, cur_topics = ", ".join(disc_sub.topics), ", ".join(cur_sub.topics)
     added: dict[str, list[Side]] = {}
-    for topic in disc_topics:
+    for model in disc_sub.topics.values():
         how = (
-            f"Micro-batches of up to {disc.max_records} records of {', '.join(disc_topics)} (or "
+            f"Micro-batches of up to {disc.max_records} records of {disc_topics} (or "
             f"{disc.batch_timeout_ms} ms), one PostgreSQL transaction each; offsets are committed after it."
         )
-        added.setdefault(TOPIC_EVENTS[topic].__name__, []).append(Side("discrepancy", how, disc_group))
-    for topic in CONSUMED:
+        added.setdefault(model.__name__, []).append(Side("discrepancy", how, disc_sub.group_id))
+    for model in cur_sub.topics.values():
         how = (
             f"Keeps curation's read model: micro-batches of up to {cur.read_model_batch} records of "
-            f"{', '.join(CONSUMED)}, one PostgreSQL transaction each. The group is `{GROUP_PREFIX}-<generation>`: "
+            f"{cur_topics}, one PostgreSQL transaction each. The group is `{GROUP_PREFIX}-<generation>`: "
             "a rebuild starts a new generation that reads every topic from the earliest offset."
         )
-        added.setdefault(TOPIC_EVENTS[topic].__name__, []).append(Side("curation", how, f"{GROUP_PREFIX}-*"))
+        added.setdefault(model.__name__, []).append(Side("curation", how, cur_sub.group_id))
     out = {n: replace(f, receive=(*f.receive, *added.get(n, ()))) for n, f in table.items()}
     consumers = sorted({s.party for f in out.values() for s in f.receive} - {"lims", "operators"})
     dead = Side("", "Publishes each record it cannot process, once, with the reason; then goes on.")

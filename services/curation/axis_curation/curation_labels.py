@@ -13,6 +13,8 @@ from typing import Any
 from axis_contracts import CuratorLabelled
 from psycopg.types.json import Jsonb
 
+from axis_curation.read_model import WITHDRAW_SQL
+
 PRODUCER = "curation"
 
 
@@ -56,6 +58,8 @@ def record_label_event(
         item_status=status,  # type: ignore[arg-type]
         resolved_label=resolved,  # type: ignore[arg-type]
     )
+    if withdraws is not None:  # the label's own event, read back from the log later, must not restore it
+        cur.execute(WITHDRAW_SQL, (withdraws, at))
     cur.execute(
         "INSERT INTO label_events (event_id, payload) VALUES (%s, %s)",
         (event.event_id, Jsonb(event.model_dump(mode="json"))),

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from axis_adapters.consumer import IsolatingBatchHandler
 from axis_adapters.db import async_pool
-from axis_adapters.kafka import DeadLetterSink, RawRecord, consumer_options, make_broker, publish_event, records_of
-from axis_adapters.liveness import ConsumerProgress, timestamps_of
+from axis_adapters.kafka import DeadLetterSink, RawRecord, consumer_options, make_broker, publish_event
+from axis_adapters.liveness import ConsumerProgress
 from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.retry import RetryPolicy, retry_async
+from axis_adapters.settings import KafkaSettings
+from axis_adapters.subscriber import raw_subscriber
 from axis_contracts import ComparisonRecorded, CrystalScored, CuratorLabelled, DiscrepancyFound, topics
 from axis_contracts.events import Event
 from axis_contracts.parsing import decode_json, validate_event
-from faststream import AckPolicy, Context
-from faststream.kafka.message import KafkaMessage
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -117,6 +117,29 @@ class RunningProjector:
         await self.pool.close()
 
 
+def subscribe(
+    broker: Any,
+    group: str,
+    handle: Callable[[list[RawRecord]], Awaitable[Any]],
+    progress: ConsumerProgress | None,
+    *,
+    batch: int,
+    kafka: KafkaSettings,
+) -> Any:
+    """The read model's subscriber: every topic of CONSUMED, in the group of the current generation."""
+    return raw_subscriber(
+        broker,
+        CONSUMED,
+        handle,
+        party="curation",
+        group_id=group,
+        progress=progress,
+        max_records=batch,
+        batch_timeout_ms=100,
+        **consumer_options(kafka),
+    )
+
+
 async def start_projector(settings: CurationSettings) -> RunningProjector:
     """Connect (PostgreSQL, broker), subscribe the read model's group to its topics and start consuming."""
     opts = settings.curation
@@ -134,24 +157,7 @@ async def start_projector(settings: CurationSettings) -> RunningProjector:
         )
         projector = Projector(pool=pool, dead_letters=sink, max_future_skew_s=settings.max_future_skew_s)
         progress = ConsumerProgress(stall_after_s=opts.read_model_stall_after_s)
-        subscriber = broker.subscriber(
-            *CONSUMED,
-            batch=True,
-            max_records=opts.read_model_batch,
-            batch_timeout_ms=100,
-            group_id=group,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=_raw_bodies,
-            **consumer_options(settings.kafka),
-        )
-
-        @subscriber
-        async def on_events(message: KafkaMessage = Context("message")) -> None:
-            records = records_of(message)
-            progress.started(records, timestamps_of(message))
-            await projector.handle(records)
-            progress.finished(records)
-
+        subscribe(broker, group, projector.handle, progress, batch=opts.read_model_batch, kafka=settings.kafka)
         await broker.start()
     except BaseException:
         await pool.close()
@@ -180,11 +186,6 @@ async def publish_pending_labels(pool: AsyncConnectionPool, broker: Any, *, limi
         total += len(rows)
         if len(rows) < limit:
             return total
-
-
-async def _raw_bodies(message: Any) -> None:
-    """Skip FastStream's JSON decoding: the projector decodes and validates each record itself."""
-    return None
 
 
 async def run_with_retries(settings: CurationSettings, stop: asyncio.Event) -> RunningProjector | None:

@@ -18,7 +18,7 @@ from psycopg import AsyncConnection
 
 READ_MODEL_TABLES = (
     "images", "image_scores", "inspection_scores", "user_scores", "comparisons", "discrepancies", "curator_labels",
-    "item_verdicts"
+    "item_verdicts", "withdrawn_labels"
 )  # fmt: skip
 
 
@@ -226,6 +226,10 @@ def rebuild_sync(postgres: Any) -> str:
     return f"axis-curation-read-model-{row[0] if row else '?'}"
 
 
+# a taken-back label's tombstone (the live undo writes it in its own transaction, the replay from its event)
+WITHDRAW_SQL = "INSERT INTO withdrawn_labels (label_event_id, withdrawn_at) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+
+
 async def apply_labels(conn: AsyncConnection, events: Sequence[CuratorLabelled]) -> None:
     """Curators' labels and undos as they happened (a live label is already there: same event id), and the
     item's state after each (the latest label event wins)."""
@@ -240,12 +244,14 @@ async def apply_labels(conn: AsyncConnection, events: Sequence[CuratorLabelled])
         )
         for e in events:
             if e.withdraws is not None:
+                await cur.execute(WITHDRAW_SQL, (e.withdraws, e.labelled_at))
                 await cur.execute("DELETE FROM curator_labels WHERE label_event_id = %s", (e.withdraws,))
-            else:
+            else:  # not when its undo came first (a live undo, or the log read again after the undo's event)
                 await cur.execute(
                     "INSERT INTO curator_labels (discrepancy_id, curator, label, comment, created_at, label_event_id) "
-                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (label_event_id) DO NOTHING",
-                    (e.queue_item_id, e.curator, e.label, e.comment, e.labelled_at, e.event_id),
+                    "SELECT %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM withdrawn_labels "
+                    "WHERE label_event_id = %s) ON CONFLICT (label_event_id) DO NOTHING",
+                    (e.queue_item_id, e.curator, e.label, e.comment, e.labelled_at, e.event_id, e.event_id),
                 )
             await record_verdict(cur, e.queue_item_id, e.item_status, e.resolved_label, e.labelled_at)
     await settle(conn, item_ids=sorted({e.queue_item_id for e in events}))

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from axis_adapters.db import async_pool
-from axis_adapters.kafka import consumer_options, make_broker, records_of
+from axis_adapters.kafka import RawRecord, consumer_options, make_broker
 from axis_adapters.lifecycle import run_until_stopped, start_health_server, start_unless_stopped
-from axis_adapters.liveness import ConsumerProgress, consumer_gone, timestamps_of
+from axis_adapters.liveness import ConsumerProgress, consumer_gone
 from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.retry import RetryPolicy, retry_async
-from faststream import AckPolicy, Context
+from axis_adapters.subscriber import raw_subscriber
+from axis_contracts.events import CrystalScored, CuratorLabelled, Event, ImageCaptured, UserScored
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
 from psycopg_pool import AsyncConnectionPool
 
 from axis_discrepancy.service import DiscrepancyService
@@ -36,11 +36,6 @@ from axis_discrepancy.settings import DiscrepancyOptions, DiscrepancySettings
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 30.0
-
-
-async def _raw_bodies(message: Any) -> None:
-    """Skip FastStream's JSON decoding of the batch: the handler decodes and validates each record itself."""
-    return None
 
 
 def register(
@@ -52,27 +47,26 @@ def register(
     """Subscribe the batch handler to both score topics in the service's consumer group; returns the subscriber."""
     opts = settings.discrepancy
     progress = progress or ConsumerProgress(stall_after_s=opts.stall_after_s)
-    topics_in = [opts.crystal_scored_topic, opts.user_scored_topic]
-    topics_in += [t for t in (opts.image_captured_topic, opts.curator_labelled_topic) if t]
-    subscriber = broker.subscriber(
-        *topics_in,
-        batch=True,
+    consumed: dict[str, type[Event]] = {opts.crystal_scored_topic: CrystalScored, opts.user_scored_topic: UserScored}
+    if opts.image_captured_topic:
+        consumed[opts.image_captured_topic] = ImageCaptured
+    if opts.curator_labelled_topic:
+        consumed[opts.curator_labelled_topic] = CuratorLabelled
+
+    async def on_scores(records: list[RawRecord]) -> None:
+        await service().handle(records)
+
+    return raw_subscriber(
+        broker,
+        consumed,
+        on_scores,
+        party="discrepancy",
+        group_id=opts.group_id,
+        progress=progress,
         max_records=opts.max_records,
         batch_timeout_ms=opts.batch_timeout_ms,
-        group_id=opts.group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_bodies,
         **consumer_options(settings.kafka),
     )
-
-    @subscriber
-    async def on_scores(message: KafkaMessage = Context("message")) -> None:
-        records = records_of(message)
-        progress.started(records, timestamps_of(message))
-        await service().handle(records)
-        progress.finished(records)
-
-    return subscriber
 
 
 def batch_policy(opts: DiscrepancyOptions) -> RetryPolicy:

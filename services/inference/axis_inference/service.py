@@ -6,35 +6,66 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from axis_adapters.db import async_pool
 from axis_adapters.health_http import HealthServer
-from axis_adapters.kafka import DeadLetterSink, consumer_options, make_broker, records_of
-from axis_adapters.liveness import ConsumerProgress, timestamps_of
+from axis_adapters.kafka import DeadLetterSink, RawRecord, consumer_options, make_broker
+from axis_adapters.liveness import ConsumerProgress
 from axis_adapters.objectstore import MinioObjectStore, ObjectStore
 from axis_adapters.retry import RetryPolicy, retry_async
-from axis_contracts import InvalidEvent, ModelPromoted, parse_event, topics
-from faststream import AckPolicy, Context
-from faststream.kafka.message import KafkaMessage
+from axis_adapters.settings import KafkaSettings
+from axis_adapters.subscriber import raw_subscriber
+from axis_contracts import ImageCaptured, InvalidEvent, ModelPromoted, parse_event, topics
 
 from axis_inference.loader import build_service_scorer
 from axis_inference.metrics import Metrics
 from axis_inference.models import ChampionSource, ChampionWatcher, ModelHolder, Scorer, ScorerFactory
 from axis_inference.pipeline import BatchProcessor
 from axis_inference.scores_repo import PgScoresRepo
-from axis_inference.settings import CONSUMER_GROUP, InferenceSettings
+from axis_inference.settings import CONSUMER_GROUP, InferenceOptions, InferenceSettings
 
 log = logging.getLogger(__name__)
 
 STARTUP_ATTEMPTS = 20  # tries to reach PostgreSQL and the broker at start (capped exponential back-off)
 
 
-async def _raw_body(message: Any) -> Any:
-    """Hand the handler raw bytes: a malformed payload is the pipeline's to dead-letter, not a decoder crash."""
-    return message.body
+def subscribe(
+    broker: Any,
+    opts: InferenceOptions,
+    kafka: KafkaSettings,
+    *,
+    on_images: Callable[[list[RawRecord]], Awaitable[None]],
+    on_promoted: Callable[[list[RawRecord]], Awaitable[None]],
+    progress: ConsumerProgress | None,
+) -> Any:
+    """The service's two subscribers: ImageCaptured in batches in its group (returned), ModelPromoted on every
+    instance from the latest offset."""
+    options = consumer_options(kafka)
+    images = raw_subscriber(
+        broker,
+        {topics.IMAGE_CAPTURED: ImageCaptured},
+        on_images,
+        party="inference",
+        group_id=CONSUMER_GROUP,
+        progress=progress,
+        max_records=opts.batch_size,
+        batch_timeout_ms=opts.batch_timeout_ms,
+        **options,
+    )
+    raw_subscriber(
+        broker,
+        {topics.MODEL_PROMOTED: ModelPromoted},
+        on_promoted,
+        party="inference",
+        group_id=None,  # every instance hears every promotion
+        batch=False,
+        **{**options, "auto_offset_reset": "latest"},
+    )
+    return images
 
 
 def default_factory(settings: InferenceSettings) -> ScorerFactory:
@@ -159,38 +190,13 @@ class InferenceService:
     def _build_broker(self) -> Any:
         opts = self.settings.inference
         broker = make_broker(self.settings.kafka, graceful_timeout=opts.shutdown_timeout_s)
-        options = consumer_options(self.settings.kafka)
 
-        subscriber = broker.subscriber(
-            topics.IMAGE_CAPTURED,
-            group_id=CONSUMER_GROUP,
-            batch=True,
-            max_records=opts.batch_size,
-            batch_timeout_ms=opts.batch_timeout_ms,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=_raw_body,
-            **options,
-        )
-        self.images_subscriber = subscriber
-
-        @subscriber  # type: ignore[misc]
-        async def on_images(body: Any, message: KafkaMessage = Context("message")) -> None:
+        async def on_images(records: list[RawRecord]) -> None:
             assert self.processor is not None
-            records = records_of(message)
-            self.progress.started(records, timestamps_of(message))
             await self.processor.handle(records)
-            self.progress.finished(records)
 
-        promoted_options = {**options, "auto_offset_reset": "latest"}
-
-        @broker.subscriber(  # type: ignore[misc]
-            topics.MODEL_PROMOTED,
-            group_id=None,  # every instance hears every promotion
-            decoder=_raw_body,
-            **promoted_options,
-        )
-        async def on_promoted(body: Any, message: KafkaMessage = Context("message")) -> None:
-            for rec in records_of(message):
+        async def on_promoted(records: list[RawRecord]) -> None:
+            for rec in records:
                 try:
                     event = parse_event(rec.value, ModelPromoted)
                 except InvalidEvent as exc:
@@ -201,6 +207,9 @@ class InferenceService:
                 )
                 self.watcher.trigger()
 
+        self.images_subscriber = subscribe(
+            broker, opts, self.settings.kafka, on_images=on_images, on_promoted=on_promoted, progress=self.progress
+        )
         return broker
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from axis_adapters.db import async_pool
-from axis_adapters.kafka import DeadLetterSink, consumer_options, make_broker, records_of
+from axis_adapters.kafka import DeadLetterSink, RawRecord, consumer_options, make_broker
 from axis_adapters.lifecycle import start_health_server
 from axis_adapters.liveness import consumer_gone
 from axis_adapters.objectstore import MinioObjectStore
 from axis_adapters.registry import ModelRegistry
-from axis_contracts import topics
+from axis_adapters.subscriber import raw_subscriber
+from axis_contracts import DatasetExported, topics
 from axis_model.spec import BaseSpec
-from faststream import AckPolicy, Context, FastStream
+from faststream import FastStream
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
 
 from axis_trainer import db
 from axis_trainer.pipeline import DatasetRef, Trainer
@@ -72,25 +72,23 @@ def build_service(settings: TrainerSettings, broker: Any, *, say: Any = None) ->
     )
 
 
-async def _raw_body(message: Any) -> None:
-    """Skip FastStream's JSON decoding: the handler validates the raw record itself."""
-    return None
+def register(broker: KafkaBroker, settings: TrainerSettings, service: TrainerService) -> Any:
+    """Subscribe the handler to DatasetExported in the trainer's consumer group (one record at a time)."""
 
+    async def on_dataset(records: list[RawRecord]) -> None:
+        for record in records:
+            await service.handle(record)
 
-def register(broker: KafkaBroker, settings: TrainerSettings, service: TrainerService) -> None:
-    """Subscribe the handler to DatasetExported in the trainer's consumer group."""
-
-    @broker.subscriber(
-        topics.DATASET_EXPORTED,
+    return raw_subscriber(
+        broker,
+        {topics.DATASET_EXPORTED: DatasetExported},
+        on_dataset,
+        party="trainer",
         group_id=CONSUMER_GROUP,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_body,
+        batch=False,
         max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         **consumer_options(settings.kafka),
     )
-    async def on_dataset(message: KafkaMessage = Context("message")) -> None:
-        for record in records_of(message):
-            await service.handle(record)
 
 
 async def attach_dead_letters(settings: TrainerSettings, service: TrainerService, broker: Any) -> Any:
