@@ -107,7 +107,7 @@ def test_the_receive_operations_are_the_services_own_subscribers() -> None:
     from axis_cli.apidocs_catalog import check_subscriptions, flows, service_subscriptions
 
     declared = service_subscriptions()
-    assert {p: sorted(t for s in subs for t in s.topics) for p, subs in declared.items()} == {
+    assert {p: sorted(t for s in subs for t in s.topics) for p, subs in declared.items() if subs} == {
         "inference": sorted([EVENT_TYPES["ImageCaptured"].TOPIC, EVENT_TYPES["ModelPromoted"].TOPIC]),
         "discrepancy": sorted(
             EVENT_TYPES[n].TOPIC for n in ("CrystalScored", "UserScored", "ImageCaptured", "CuratorLabelled")
@@ -159,3 +159,71 @@ def test_a_service_subscriber_gets_raw_records_not_validated_payloads() -> None:
 
     asyncio.run(send())
     assert [(r.topic, r.key, r.value) for r in seen] == [("t.v1", b"k", b"not json at all")]
+
+
+def test_the_send_operations_are_the_services_own_publishers() -> None:
+    """What each AXIS party's wiring declares with ``publish_to(broker)`` is what the catalog says it sends."""
+    from dataclasses import replace
+
+    from axis_adapters.publisher import publications
+    from axis_cli.apidocs_catalog import check_publications, flows, service_brokers
+
+    declared = {party: publications(broker) for party, broker in service_brokers().items()}
+    sends = {p: sorted(m.__name__ for pub in pubs for m in pub.topics.values()) for p, pubs in declared.items()}
+    assert sends == {
+        "ingest": ["ImageCaptured"],
+        "inference": ["CrystalScored", "DeadLetter"],
+        "lims-gateway": ["UserScored"],
+        "discrepancy": ["ComparisonRecorded", "DeadLetter", "DiscrepancyFound"],
+        "curation": ["CuratorLabelled", "DatasetExported", "DeadLetter"],
+        "trainer": ["DeadLetter", "ModelRegistered"],
+        "promote": ["ModelPromoted"],
+    }
+    table = flows()
+    assert check_publications(table, declared) == []
+    # the catalog loses a sender the code has, and claims one it lacks: both are named
+    wrong = dict(table)
+    registered = table["ModelRegistered"]
+    wrong["ModelRegistered"] = replace(registered, send=())
+    found = table["DiscrepancyFound"]
+    wrong["DiscrepancyFound"] = replace(found, send=(*found.send, replace(found.send[0], party="trainer")))
+    assert check_publications(wrong, declared) == [
+        "trainer sends ModelRegistered but the catalog does not say so",
+        "the catalog says trainer sends DiscrepancyFound; its code does not",
+    ]
+
+
+def test_an_event_publisher_sends_only_what_it_declares() -> None:
+    """Through FastStream's test broker: a declared event arrives with its key and headers; another topic is
+    refused before anything is sent."""
+    import asyncio
+
+    from axis_adapters.kafka import publish_event
+    from axis_adapters.publisher import EventPublisher, UndeclaredTopic
+    from axis_adapters.subscriber import raw_subscriber
+    from axis_cli.apidocs_examples import EXAMPLES
+    from faststream.kafka import KafkaBroker, TestKafkaBroker
+
+    broker = KafkaBroker("127.0.0.1:9092")
+    model = EVENT_TYPES["UserScored"]
+    publisher = EventPublisher(broker, "lims-gateway", (model,))
+    got: list[Any] = []
+
+    async def seen(records: list[Any]) -> None:
+        got.extend(records)
+
+    raw_subscriber(broker, {model.TOPIC: model}, seen, party="test", group_id="g", batch=False)
+
+    event = EXAMPLES["UserScored"]()
+    other = EXAMPLES["CrystalScored"]()
+
+    async def send() -> None:
+        async with TestKafkaBroker(broker):
+            await publish_event(publisher, event)
+            with pytest.raises(UndeclaredTopic, match="lims-gateway publishes only on"):
+                await publish_event(publisher, other)
+
+    asyncio.run(send())
+    assert [(r.topic, r.key, model.model_validate_json(r.value)) for r in got] == [
+        (model.TOPIC, event.key().encode(), event)
+    ]

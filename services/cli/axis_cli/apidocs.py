@@ -4,15 +4,15 @@
 stale files (the unit test tests/unit/test_api_docs_fresh.py does the same in memory).
 
 AsyncAPI 3.0.0 comes from FastStream's own generator (``faststream.specification.AsyncAPI``) run over the
-AXIS consumers' own brokers and a description of the rest. Every receive operation of an AXIS service is its real
-subscriber: ``apidocs_catalog.service_brokers()`` builds each consumer's KafkaBroker with the subscribers its
-wiring registers (``axis_adapters.subscriber.raw_subscriber``, which declares the topic's model to FastStream
-and leaves validation to the service), and the build stops when a subscriber's topics, group or payload differ
-from the catalog (``check_subscriptions``). What no code of this repository consumes or publishes through a
-FastStream publisher (the robot, the LIMS, operators; the outbox relays' sends) is described by one broker per
-party with a typed publisher or subscriber per event (``apidocs_catalog.flows``). FastStream leaves message
-keys, headers and examples out (TODO in its Message model) and makes one channel per operation; this module adds
-the three and merges the channels into one per topic.
+AXIS services' own brokers and a description of the outside parties. Every operation of an AXIS service is its
+real subscriber or publisher: ``apidocs_catalog.service_brokers()`` builds each service's KafkaBroker with the
+subscribers its wiring registers (``axis_adapters.subscriber.raw_subscriber``, which declares the topic's model
+to FastStream and leaves validation to the service) and the publishers it declares (``publish_to(broker)``:
+``axis_adapters.publisher.EventPublisher``, a typed FastStream publisher per event); the build stops when they
+differ from the catalog (``check_subscriptions``, ``check_publications``). The parties outside AXIS Loop (the
+robot, the LIMS, operators) are described by one broker each with a typed publisher or subscriber per event
+(``apidocs_catalog.flows``). FastStream leaves message keys, headers and examples out (TODO in its Message
+model) and makes one channel per operation; this module adds the three and merges the channels into one per topic.
 
 OpenAPI comes from each FastAPI app's own ``openapi()``, built without connecting to anything.
 """
@@ -28,6 +28,7 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 import yaml
+from axis_adapters.publisher import publications
 from axis_adapters.subscriber import subscriptions
 from axis_contracts.catalog import EVENT_TYPES, TOPIC_EVENTS
 from axis_contracts.events import Event
@@ -35,9 +36,11 @@ from axis_contracts.events import Event
 from axis_cli.apidocs_catalog import (
     BOOTSTRAP,
     PARTIES,
+    SENDERS,
     SERVICES,
     Flow,
     Side,
+    check_publications,
     check_subscriptions,
     flows,
     service_brokers,
@@ -87,14 +90,16 @@ def _op_id(party: str, action: str, event: str) -> str:
 
 
 def description_brokers(table: dict[str, Flow]) -> list[Any]:
-    """One FastStream KafkaBroker per party, with a typed publisher per event it sends and a typed subscriber per
-    event an outside party receives (the AXIS consumers' subscribers are their own: ``service_brokers``)."""
+    """One FastStream KafkaBroker per outside party (robot, LIMS, operators), with a typed publisher per event it
+    sends and a typed subscriber per event it receives (the AXIS services' are their own: ``service_brokers``)."""
     from faststream.kafka import KafkaBroker
 
     brokers: dict[str, Any] = {}
     for name, model in EVENT_TYPES.items():
         flow = table[name]
         for side in flow.send:
+            if side.party in SENDERS:  # described by the party's own publisher (service_brokers)
+                continue
             broker = brokers.setdefault(side.party, KafkaBroker(BOOTSTRAP))
             broker.publisher(model.TOPIC, schema=model, title=_op_id(side.party, "send", name), description=side.how)
         for side in flow.receive:
@@ -252,10 +257,11 @@ def build_asyncapi() -> dict[str, Any]:
     _check_catalog(table)
     real = service_brokers()
     declared = {party: subscriptions(broker) for party, broker in real.items()}
-    wrong = check_subscriptions(table, declared)
+    sends = {party: publications(broker) for party, broker in real.items()}
+    wrong = [*check_subscriptions(table, declared), *check_publications(table, sends)]
     if wrong:
         raise SystemExit(
-            "the AXIS consumers' subscribers and services/cli/axis_cli/apidocs_catalog.py disagree:\n  "
+            "the AXIS services' subscribers or publishers and services/cli/axis_cli/apidocs_catalog.py disagree:\n  "
             + "\n  ".join(wrong)
         )
     spec = AsyncAPI(

@@ -209,11 +209,14 @@ def flows() -> dict[str, Flow]:
 
 
 SERVICES = ("inference", "discrepancy", "curation", "trainer")  # the AXIS consumers whose subscribers are read
+# the AXIS parties whose publishers are read (their code's ``publish_to(broker)``)
+SENDERS = ("ingest", "inference", "lims-gateway", "discrepancy", "curation", "trainer", "promote")
 
 
 def service_brokers() -> dict[str, Any]:
-    """Each AXIS consumer's KafkaBroker with the subscribers its own wiring registers (default settings, no
-    environment read, nothing connected): what the AsyncAPI document's receive operations are generated from."""
+    """Each AXIS party's KafkaBroker with the subscribers and publishers its own wiring registers (default
+    settings, no environment read, nothing connected): what the AsyncAPI document's operations of the AXIS
+    services are generated from."""
     from axis_adapters.settings import KafkaSettings
     from axis_curation.projector import GROUP_PREFIX
     from axis_curation.projector import subscribe as curation_subscribe
@@ -240,7 +243,57 @@ def service_brokers() -> dict[str, Any]:
     cur = CurationOptions()
     curation_subscribe(brokers["curation"], f"{GROUP_PREFIX}-*", nothing, None, batch=cur.read_model_batch, kafka=kafka)
     trainer_register(brokers["trainer"], TrainerSettings.model_construct(kafka=kafka), none)
+    for party, publish_to in _publishers().items():
+        for declare in publish_to:
+            declare(brokers.setdefault(party, KafkaBroker(BOOTSTRAP)))
     return brokers
+
+
+def _publishers() -> dict[str, tuple[Any, ...]]:
+    """Each AXIS party's ``publish_to(broker)``: the typed publishers its wiring declares before it starts."""
+    from axis_curation.context import publish_to as curation_api
+    from axis_curation.projector import publish_to as curation_projector
+    from axis_discrepancy.app import publish_to as discrepancy
+    from axis_discrepancy.lims_gateway import publish_to as lims_gateway
+    from axis_inference.service import publish_to as inference
+    from axis_ingest.app import publish_to as ingest
+    from axis_trainer.app import publish_to as trainer
+
+    from axis_cli.promote import publish_to as promote
+
+    return {
+        "ingest": (ingest,),
+        "inference": (inference,),
+        "lims-gateway": (lims_gateway,),
+        "discrepancy": (discrepancy,),
+        "curation": (curation_projector, curation_api),
+        "trainer": (trainer,),
+        "promote": (promote,),
+    }
+
+
+def check_publications(table: dict[str, Flow], declared: dict[str, list[Any]]) -> list[str]:
+    """Where the catalog's send sides of the AXIS parties differ from their code's publishers (empty: none)."""
+    code = {
+        (party, model.__name__)
+        for party, pubs in declared.items()
+        for pub in pubs
+        for topic, model in pub.topics.items()
+        if model.TOPIC == topic
+    }
+    wrong_topic = [
+        f"{party} sends {model.__name__} on {topic!r}, not its topic {model.TOPIC!r}"
+        for party, pubs in declared.items()
+        for pub in pubs
+        for topic, model in pub.topics.items()
+        if model.TOPIC != topic
+    ]
+    listed = {(s.party, name) for name, f in table.items() for s in f.send if s.party in SENDERS}
+    return [
+        *wrong_topic,
+        *(f"{p} sends {n} but the catalog does not say so" for p, n in sorted(code - listed)),
+        *(f"the catalog says {p} sends {n}; its code does not" for p, n in sorted(listed - code)),
+    ]
 
 
 def service_subscriptions() -> dict[str, list[Any]]:

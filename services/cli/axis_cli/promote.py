@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from axis_adapters.registry import CHAMPION, METRIC_TAG_PREFIX, RegisteredVersion, Registry, RegistryError
@@ -317,9 +318,18 @@ async def announce(
         metrics=metrics,
     )
     broker = make_broker(settings.kafka)  # type: ignore[attr-defined]
+    publisher = publish_to(broker)
     async with broker:
         await broker.start()
-        await publish_event(broker, event)
+        await publish_event(publisher, event)
+
+
+def publish_to(broker: Any) -> Any:
+    """What promotion sends (the CLI and the alias watch): ModelPromoted (an ``EventPublisher``)."""
+    from axis_adapters.publisher import EventPublisher
+    from axis_contracts import ModelPromoted
+
+    return EventPublisher(broker, "promote", (ModelPromoted,))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

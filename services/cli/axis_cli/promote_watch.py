@@ -266,13 +266,16 @@ async def run(settings: PromoteWatchSettings, *, stop: asyncio.Event | None = No
 
     opts = settings.promote_watch
     stop = stop or asyncio.Event()
+    from axis_cli.promote import publish_to
+
     broker = make_broker(settings.kafka)
+    publisher = publish_to(broker)
     models = [settings.mlflow.visible_model, settings.mlflow.uv_model]
     async with broker:
         await broker.start()
 
         async def publish(event: ModelPromoted) -> None:
-            await publish_event(broker, event)
+            await publish_event(publisher, event)
 
         watcher = Watcher(
             registry=ModelRegistry(settings.mlflow.tracking_uri),

@@ -9,6 +9,8 @@ from typing import Any
 
 from axis_adapters.kafka import Publisher
 from axis_adapters.objectstore import ObjectStore
+from axis_adapters.publisher import EventPublisher
+from axis_contracts import DatasetExported
 
 from axis_curation.auth import Authenticator, PostgresAccountStore
 from axis_curation.consensus import ConsensusRule
@@ -31,7 +33,8 @@ class Services:
     authenticator: Authenticator
     exporter: DatasetExporter
     allowed_buckets: list[str]
-    publisher: Publisher | None = None
+    publisher: Publisher | None = None  # the curation API's EventPublisher (DatasetExported), over ``broker``
+    broker: Any | None = None  # connected by open_services, stopped by close_services
     closers: list[Any] = field(default_factory=list)
     patchmaps: Any | None = None  # api_patchmap.PatchMapSource: the overlay of the curator and well views
     exports: ExportJobRunner | None = None  # runs the dataset export jobs (started by open_services)
@@ -41,6 +44,11 @@ class Services:
     def rule(self) -> ConsensusRule:
         """The consensus rule in force."""
         return ConsensusRule(self.options.consensus_min)
+
+
+def publish_to(broker: Any) -> EventPublisher:
+    """What the curation API and its export jobs send: DatasetExported (the projector's own: ``projector``)."""
+    return EventPublisher(broker, "curation", (DatasetExported,))
 
 
 def build_services(settings: CurationSettings, *, with_broker: bool = True) -> Services:
@@ -70,6 +78,7 @@ def build_services(settings: CurationSettings, *, with_broker: bool = True) -> S
         max_image_bytes=opts.max_image_bytes,
     )
     broker = make_broker(settings.kafka) if with_broker else None
+    publisher = publish_to(broker) if broker is not None else None
     patchmaps = None
     closers: list[Any] = [pool]
     if opts.patchmap_url:
@@ -86,18 +95,21 @@ def build_services(settings: CurationSettings, *, with_broker: bool = True) -> S
         authenticator=auth,
         exporter=exporter,
         allowed_buckets=list(settings.s3.allowed_buckets),
-        publisher=broker,
+        publisher=publisher,
+        broker=broker,
         closers=closers,
         patchmaps=patchmaps,
-        exports=ExportJobRunner(jobs=ExportJobsRepo(pool), exporter=exporter, publisher=broker, producer=opts.producer),
+        exports=ExportJobRunner(
+            jobs=ExportJobsRepo(pool), exporter=exporter, publisher=publisher, producer=opts.producer
+        ),
         object_streams=MinioObjectStreams(settings.s3),
     )
 
 
 async def open_services(services: Services, *, run_jobs: bool = True) -> None:
     """Connect the broker (if any) and start the export job runner (unless ``run_jobs`` is False)."""
-    if services.publisher is not None and hasattr(services.publisher, "connect"):
-        await services.publisher.connect()
+    if services.broker is not None:
+        await services.broker.connect()
     if run_jobs and services.exports is not None:
         services.exports.start(asyncio.get_running_loop())
 
@@ -106,7 +118,7 @@ async def close_services(services: Services) -> None:
     """Stop the export job runner (its running job goes back to the queue), close the broker and the pool."""
     if services.exports is not None:
         await asyncio.to_thread(services.exports.stop)
-    if services.publisher is not None and hasattr(services.publisher, "stop"):
-        await services.publisher.stop()
+    if services.broker is not None:
+        await services.broker.stop()
     for c in services.closers:
         c.close()

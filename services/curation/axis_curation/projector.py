@@ -21,10 +21,11 @@ from axis_adapters.db import async_pool
 from axis_adapters.kafka import DeadLetterSink, RawRecord, consumer_options, make_broker, publish_event
 from axis_adapters.liveness import ConsumerProgress
 from axis_adapters.objectstore import MinioObjectStore
+from axis_adapters.publisher import EventPublisher
 from axis_adapters.retry import RetryPolicy, retry_async
 from axis_adapters.settings import KafkaSettings
 from axis_adapters.subscriber import raw_subscriber
-from axis_contracts import ComparisonRecorded, CrystalScored, CuratorLabelled, DiscrepancyFound, topics
+from axis_contracts import ComparisonRecorded, CrystalScored, CuratorLabelled, DeadLetter, DiscrepancyFound, topics
 from axis_contracts.events import Event
 from axis_contracts.parsing import decode_json, validate_event
 from psycopg import AsyncConnection
@@ -97,12 +98,13 @@ class RunningProjector:
     projector: Projector
     group: str
     progress: ConsumerProgress = field(default_factory=ConsumerProgress)
+    publisher: Any = None  # the projector's EventPublisher (CuratorLabelled, DeadLetter); else the broker
 
     async def publish_labels(self, stop: asyncio.Event, *, every_s: float = 0.5) -> None:
         """Publish the curators' pending label events (outbox ``label_events``) until ``stop``."""
         while not stop.is_set():
             try:
-                await publish_pending_labels(self.pool, self.broker)
+                await publish_pending_labels(self.pool, self.publisher or self.broker)
             except Exception as exc:  # broker or database away: the rows stay pending, tried again
                 log.warning("label events not published yet (%r)", exc)
             with suppress(TimeoutError):
@@ -115,6 +117,11 @@ class RunningProjector:
         with suppress(Exception):
             await self.broker.stop()
         await self.pool.close()
+
+
+def publish_to(broker: Any) -> EventPublisher:
+    """What the read model's side sends: the curators' label events (outbox relay) and its dead letters."""
+    return EventPublisher(broker, "curation", (CuratorLabelled, DeadLetter))
 
 
 def subscribe(
@@ -148,8 +155,9 @@ async def start_projector(settings: CurationSettings) -> RunningProjector:
         async with pool.connection() as conn:
             group = await current_group(conn)
         broker = make_broker(settings.kafka)
+        publisher = publish_to(broker)
         sink = DeadLetterSink(
-            broker,
+            publisher,
             group,
             store=MinioObjectStore(settings.s3),
             keep_bytes=settings.kafka.dead_letter_keep_bytes,
@@ -163,7 +171,9 @@ async def start_projector(settings: CurationSettings) -> RunningProjector:
         await pool.close()
         raise
     log.info("curation read model: consuming %s as group %s", ", ".join(CONSUMED), group)
-    return RunningProjector(broker=broker, pool=pool, projector=projector, group=group, progress=progress)
+    return RunningProjector(
+        broker=broker, pool=pool, projector=projector, group=group, progress=progress, publisher=publisher
+    )
 
 
 async def publish_pending_labels(pool: AsyncConnectionPool, broker: Any, *, limit: int = 500) -> int:

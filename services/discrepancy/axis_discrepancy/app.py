@@ -24,9 +24,19 @@ from axis_adapters.kafka import RawRecord, consumer_options, make_broker
 from axis_adapters.lifecycle import run_until_stopped, start_health_server, start_unless_stopped
 from axis_adapters.liveness import ConsumerProgress, consumer_gone
 from axis_adapters.objectstore import MinioObjectStore
+from axis_adapters.publisher import EventPublisher
 from axis_adapters.retry import RetryPolicy, retry_async
 from axis_adapters.subscriber import raw_subscriber
-from axis_contracts.events import CrystalScored, CuratorLabelled, Event, ImageCaptured, UserScored
+from axis_contracts import DeadLetter
+from axis_contracts.events import (
+    ComparisonRecorded,
+    CrystalScored,
+    CuratorLabelled,
+    DiscrepancyFound,
+    Event,
+    ImageCaptured,
+    UserScored,
+)
 from faststream.kafka import KafkaBroker
 from psycopg_pool import AsyncConnectionPool
 
@@ -94,12 +104,17 @@ async def open_pool(settings: DiscrepancySettings) -> AsyncConnectionPool:
     )
 
 
+def publish_to(broker: Any) -> EventPublisher:
+    """What the service sends: every comparison, every new disagreement, and its dead letters."""
+    return EventPublisher(broker, "discrepancy", (DiscrepancyFound, ComparisonRecorded, DeadLetter))
+
+
 def build_service(settings: DiscrepancySettings, *, pool: AsyncConnectionPool, broker: Any) -> DiscrepancyService:
-    """The service over an open pool and a (started) broker."""
+    """The service over an open pool and a broker that is not started yet (its publishers are declared here)."""
     opts = settings.discrepancy
     return DiscrepancyService(
         pool=pool,
-        publisher=broker,
+        publisher=publish_to(broker),
         scheme=settings.lims.score_scheme,
         crystal_topic=opts.crystal_scored_topic,
         user_topic=opts.user_scored_topic,

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Protocol
 from uuid import UUID, uuid4
 
 from axis_adapters.kafka import Publisher, publish_event
+from axis_adapters.publisher import EventPublisher
 from axis_adapters.retry import is_transient
 from axis_contracts import ScoreScheme, UnknownScoreClass, UserScored, describe_validation_error, topics
 from axis_contracts.limits import EventTime
@@ -147,6 +148,11 @@ class UserScoreAccepted(BaseModel):
     label: str
 
 
+def publish_to(broker: Any, topic: str = topics.USER_SCORED) -> EventPublisher:
+    """What the gateway sends: each accepted user score, on the configured topic."""
+    return EventPublisher(broker, "lims-gateway", {topic: UserScored})
+
+
 def _require_key(expected: SecretStr) -> Callable[..., Awaitable[None]]:
     async def check(
         authorization: Annotated[str | None, Header()] = None,
@@ -190,13 +196,14 @@ def create_app(
         from axis_adapters.kafka import make_broker
 
         broker = make_broker(settings.kafka)
+        topic = settings.discrepancy.user_scored_topic
+        publisher = publish_to(broker, topic)
         await broker.start()
         pool = await async_pool(settings.postgres, max_size=4)
         store = PgGatewayStore(pool)
         lims = settings.lims
-        topic = settings.discrepancy.user_scored_topic
         state["deps"] = GatewayDeps(
-            broker,
+            publisher,
             store,
             store,
             lims.score_scheme,

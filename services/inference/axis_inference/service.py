@@ -16,10 +16,11 @@ from axis_adapters.health_http import HealthServer
 from axis_adapters.kafka import DeadLetterSink, RawRecord, consumer_options, make_broker
 from axis_adapters.liveness import ConsumerProgress
 from axis_adapters.objectstore import MinioObjectStore, ObjectStore
+from axis_adapters.publisher import EventPublisher
 from axis_adapters.retry import RetryPolicy, retry_async
 from axis_adapters.settings import KafkaSettings
 from axis_adapters.subscriber import raw_subscriber
-from axis_contracts import ImageCaptured, InvalidEvent, ModelPromoted, parse_event, topics
+from axis_contracts import CrystalScored, DeadLetter, ImageCaptured, InvalidEvent, ModelPromoted, parse_event, topics
 
 from axis_inference.loader import build_service_scorer
 from axis_inference.metrics import Metrics
@@ -31,6 +32,11 @@ from axis_inference.settings import CONSUMER_GROUP, InferenceOptions, InferenceS
 log = logging.getLogger(__name__)
 
 STARTUP_ATTEMPTS = 20  # tries to reach PostgreSQL and the broker at start (capped exponential back-off)
+
+
+def publish_to(broker: Any) -> EventPublisher:
+    """What the service sends: CrystalScored, and a DeadLetter for each record it cannot score."""
+    return EventPublisher(broker, "inference", (CrystalScored, DeadLetter))
 
 
 def subscribe(
@@ -137,6 +143,7 @@ class InferenceService:
         )
         self.broker: Any = None
         self.images_subscriber: Any = None
+        self.publisher: Any = None
         self.progress = ConsumerProgress(stall_after_s=opts.stall_after_s)
         self.processor: BatchProcessor | None = None
         self.consuming = False
@@ -210,6 +217,7 @@ class InferenceService:
         self.images_subscriber = subscribe(
             broker, opts, self.settings.kafka, on_images=on_images, on_promoted=on_promoted, progress=self.progress
         )
+        self.publisher = publish_to(broker)
         return broker
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -236,9 +244,9 @@ class InferenceService:
                 self.processor = BatchProcessor(
                     store=self.store,
                     repo=PgScoresRepo(db_pool),
-                    publisher=broker,
+                    publisher=self.publisher,
                     dead_letters=DeadLetterSink(
-                        broker,
+                        self.publisher,
                         CONSUMER_GROUP,
                         store=self.store,
                         keep_bytes=self.settings.kafka.dead_letter_keep_bytes,

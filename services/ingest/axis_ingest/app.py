@@ -18,7 +18,9 @@ from axis_adapters.db import async_pool
 from axis_adapters.kafka import make_broker
 from axis_adapters.lifecycle import run_until_stopped, start_health_server, start_unless_stopped
 from axis_adapters.objectstore import MinioObjectStore
+from axis_adapters.publisher import EventPublisher
 from axis_adapters.retry import RetryPolicy, is_transient, retry_async
+from axis_contracts import ImageCaptured
 from psycopg_pool import AsyncConnectionPool
 
 from axis_ingest.inotify import Changes, InotifyUnavailable, InotifyWatcher
@@ -240,6 +242,7 @@ class Adapters:
 
     pool: AsyncConnectionPool
     broker: Any
+    publisher: Any = None  # the EventPublisher over ``broker`` (ImageCaptured)
 
     async def close(self) -> None:
         with suppress(Exception):
@@ -247,10 +250,16 @@ class Adapters:
         await self.pool.close(timeout=5)
 
 
+def publish_to(broker: Any) -> EventPublisher:
+    """What ingest sends: one ImageCaptured per new image file (outbox in PostgreSQL)."""
+    return EventPublisher(broker, "ingest", (ImageCaptured,))
+
+
 async def open_adapters(settings: IngestSettings) -> Adapters:
     """Open the pool and start the broker (a producer only)."""
     pool = await async_pool(settings.postgres, max_size=settings.ingest.pool_size, check_connections=True)
     broker = make_broker(settings.kafka)
+    publisher = publish_to(broker)
     try:
         await broker.start()
     except BaseException:
@@ -258,7 +267,7 @@ async def open_adapters(settings: IngestSettings) -> Adapters:
             await asyncio.wait_for(broker.stop(), timeout=STOP_TIMEOUT_S)
         await pool.close()
         raise
-    return Adapters(pool=pool, broker=broker)
+    return Adapters(pool=pool, broker=broker, publisher=publisher)
 
 
 def build_service(settings: IngestSettings, adapters: Adapters) -> IngestService:
@@ -269,7 +278,7 @@ def build_service(settings: IngestSettings, adapters: Adapters) -> IngestService
         mapper=PathMapper(opts.mapping()),
         state=PostgresIngestState(adapters.pool, opts.imager_id),
         store=MinioObjectStore(settings.s3),
-        publisher=adapters.broker,
+        publisher=adapters.publisher or adapters.broker,
         bucket=settings.s3.images_bucket,
         max_future_skew_s=settings.max_future_skew_s,
     )

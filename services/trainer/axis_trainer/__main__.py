@@ -105,11 +105,14 @@ def train(argv: Sequence[str]) -> int:
 async def _publish(settings: TrainerSettings, events: list) -> None:  # type: ignore[type-arg]
     from axis_adapters.kafka import make_broker, publish_event
 
+    from axis_trainer.app import publish_to
+
     broker = make_broker(settings.kafka)
+    publisher = publish_to(broker)
     async with broker:
         await broker.start()
         for event in events:
-            await publish_event(broker, event)
+            await publish_event(publisher, event)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,9 +12,10 @@ from axis_adapters.kafka import DeadLetterSink, RawRecord, consumer_options, mak
 from axis_adapters.lifecycle import start_health_server
 from axis_adapters.liveness import consumer_gone
 from axis_adapters.objectstore import MinioObjectStore
+from axis_adapters.publisher import EventPublisher
 from axis_adapters.registry import ModelRegistry
 from axis_adapters.subscriber import raw_subscriber
-from axis_contracts import DatasetExported, topics
+from axis_contracts import DatasetExported, DeadLetter, ModelRegistered, topics
 from axis_model.spec import BaseSpec
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -60,11 +61,17 @@ def build_trainer(settings: TrainerSettings, *, say: Any = None) -> Trainer:
     return trainer
 
 
+def publish_to(broker: Any) -> EventPublisher:
+    """What the trainer sends: a ModelRegistered per version, and a DeadLetter for a dataset it cannot use."""
+    return EventPublisher(broker, "trainer", (ModelRegistered, DeadLetter))
+
+
 def build_service(settings: TrainerSettings, broker: Any, *, say: Any = None) -> TrainerService:
-    """The handler over a trainer and a broker used for publishing."""
+    """The handler over a trainer and a broker used for publishing (not started yet: its publishers are
+    declared here)."""
     return TrainerService(
         trainer=build_trainer(settings, say=say),
-        publisher=broker,
+        publisher=publish_to(broker),
         consumer=CONSUMER_GROUP,
         is_processed=lambda eid: db.already_processed(settings.postgres, CONSUMER_GROUP, eid),
         mark_processed=lambda eid: db.mark_processed(settings.postgres, CONSUMER_GROUP, eid),
@@ -96,7 +103,7 @@ async def attach_dead_letters(settings: TrainerSettings, service: TrainerService
     the pool (close it on shutdown)."""
     pool = await async_pool(settings.postgres, max_size=2, check_connections=True)
     service.dead_letters = DeadLetterSink(
-        broker,
+        service.publisher,
         CONSUMER_GROUP,
         store=MinioObjectStore(settings.s3),
         keep_bytes=settings.kafka.dead_letter_keep_bytes,
