@@ -104,29 +104,15 @@ async def _ensure_topics(bootstrap: str, names: list[str], partitions: int = 3) 
 
 
 async def _insert_images(settings: DiscrepancySettings, pairs: list[Pair]) -> None:
-    """The images rows the inference service would have written (so user scores name known inspections)."""
+    """The inspections the discrepancy service would have learnt from ImageCaptured (its own
+    ``captured_inspections``), so that user scores name known inspections."""
     async with await aconnect(settings.postgres) as conn:
         async with conn.cursor() as cur:
             async with cur.copy(
-                "COPY images (image_event_id, inspection_id, plate_barcode, plate_type, well, drop_no, imaging_mode, "
-                "image_uri, imager_id, imaged_at) FROM STDIN"
+                "COPY captured_inspections (inspection_id, plate_barcode, well, drop_no, imaged_at) FROM STDIN"
             ) as copy:
                 for p in pairs:
-                    ms = p.ml.scores[next(iter(p.ml.scores))]
-                    await copy.write_row(
-                        (
-                            ms.image_event_id,
-                            p.ml.inspection_id,
-                            p.ml.plate_barcode,
-                            "96",
-                            p.ml.well,
-                            1,
-                            "visible",
-                            ms.image_uri,
-                            "bench",
-                            p.ml.imaged_at,
-                        )  # fmt: skip
-                    )
+                    await copy.write_row((p.ml.inspection_id, p.ml.plate_barcode, p.ml.well, 1, p.ml.imaged_at))
         await conn.commit()
 
 
