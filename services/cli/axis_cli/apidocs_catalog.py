@@ -272,20 +272,21 @@ def _publishers() -> dict[str, tuple[Any, ...]]:
     }
 
 
+def _declared(declared: dict[str, list[Any]]) -> Any:
+    """(party, declaration, topic, model) of every topic a Subscription or Publication names."""
+    for party, decls in declared.items():
+        for decl in decls:
+            for topic, model in decl.topics.items():
+                yield party, decl, topic, model
+
+
 def check_publications(table: dict[str, Flow], declared: dict[str, list[Any]]) -> list[str]:
     """Where the catalog's send sides of the AXIS parties differ from their code's publishers (empty: none)."""
-    code = {
-        (party, model.__name__)
-        for party, pubs in declared.items()
-        for pub in pubs
-        for topic, model in pub.topics.items()
-        if model.TOPIC == topic
-    }
+    pairs = list(_declared(declared))
+    code = {(party, model.__name__) for party, _, topic, model in pairs if model.TOPIC == topic}
     wrong_topic = [
         f"{party} sends {model.__name__} on {topic!r}, not its topic {model.TOPIC!r}"
-        for party, pubs in declared.items()
-        for pub in pubs
-        for topic, model in pub.topics.items()
+        for party, _, topic, model in pairs
         if model.TOPIC != topic
     ]
     listed = {(s.party, name) for name, f in table.items() for s in f.send if s.party in SENDERS}
@@ -305,18 +306,11 @@ def service_subscriptions() -> dict[str, list[Any]]:
 
 def check_subscriptions(table: dict[str, Flow], declared: dict[str, list[Any]]) -> list[str]:
     """Where the catalog's receive sides of the AXIS consumers differ from their code's subscribers (empty: none)."""
-    code = {
-        (party, model.__name__, sub.group_id)
-        for party, subs in declared.items()
-        for sub in subs
-        for topic, model in sub.topics.items()
-        if model.TOPIC == topic
-    }
+    pairs = list(_declared(declared))
+    code = {(party, model.__name__, sub.group_id) for party, sub, topic, model in pairs if model.TOPIC == topic}
     wrong_topic = [
         f"{party} reads {model.__name__} from {topic!r}, not its topic {model.TOPIC!r}"
-        for party, subs in declared.items()
-        for sub in subs
-        for topic, model in sub.topics.items()
+        for party, _, topic, model in pairs
         if model.TOPIC != topic
     ]
     listed = {(s.party, name, s.group) for name, f in table.items() for s in f.receive if s.party in declared}
