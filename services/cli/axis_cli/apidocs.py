@@ -14,7 +14,8 @@ robot, the LIMS, operators) are described by one broker each with a typed publis
 (``apidocs_catalog.flows``). FastStream leaves message keys, headers and examples out (TODO in its Message
 model) and makes one channel per operation; this module adds the three and merges the channels into one per topic.
 
-OpenAPI comes from each FastAPI app's own ``openapi()``, built without connecting to anything.
+OpenAPI comes from each FastAPI app's own ``openapi()`` (``axis_cli.apidocs_openapi``), built without connecting to
+anything.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ from axis_cli.apidocs_catalog import (
     service_brokers,
 )
 from axis_cli.apidocs_examples import EXAMPLES
+from axis_cli.apidocs_openapi import OPENAPI_DIR, openapi_texts
 
 ASYNCAPI_PATH = "docs/asyncapi.yaml"
-OPENAPI_DIR = "docs/openapi"
 BINDING_VERSION = "0.5.0"
 HEADER = "# Generated from the code by `make docs` (python -m axis_cli.apidocs): do not edit by hand.\n"
 
@@ -346,75 +347,6 @@ def asyncapi_text() -> str:
     """docs/asyncapi.yaml as it should be."""
     body = yaml.dump(build_asyncapi(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
     return HEADER + body
-
-
-# ------------------------------------------------------------------------------------------------ OpenAPI
-def _curation_app() -> Any:
-    from types import SimpleNamespace
-
-    from axis_curation.app import create_app
-
-    # the routes read their services per request; building the app needs none of them
-    return create_app(cast(Any, SimpleNamespace(authenticator=None)), manage_lifecycle=False)
-
-
-def _gateway_app() -> Any:
-    from axis_contracts import DEFAULT_SCHEME
-    from axis_discrepancy.lims_gateway import GatewayDeps, create_app
-    from pydantic import SecretStr
-
-    none = cast(Any, None)
-    return create_app(GatewayDeps(none, none, none, DEFAULT_SCHEME, SecretStr("not-used-by-the-schema")))
-
-
-async def _never(*_: Any) -> Any:
-    raise NotImplementedError
-
-
-def _health_app() -> Any:
-    from axis_adapters.health_http import health_app
-
-    return health_app(_never, _never)  # as axis_adapters.lifecycle.start_health_server builds it
-
-
-def _inference_app() -> Any:
-    from axis_adapters.health_http import health_app
-
-    # the options axis_inference.service.InferenceService gives its HealthServer
-    return health_app(
-        _never, _never, metrics_json=_never, require_token=True, token_setting="AXIS_INFERENCE__METRICS_TOKEN"
-    )
-
-
-def _patch_map_app() -> Any:
-    from axis_adapters.health_http import health_app
-
-    # the options and route of axis_inference.patchmaps.PatchMapRoutes.server (importing it loads torch)
-    return health_app(
-        _never,
-        None,
-        require_token=True,
-        token_setting="AXIS_INFERENCE__METRICS_TOKEN",
-        routes={"/v1/patch-map": _never},
-    )
-
-
-OPENAPI_APPS: dict[str, tuple[str, Any]] = {
-    "curation": ("curation service: curator queue, plate maps, datasets, accounts", _curation_app),
-    "lims-gateway": ("discrepancy service's LIMS gateway: user scores over HTTP, statistics", _gateway_app),
-    "service-health": ("/health and /metrics of the discrepancy and ingest services", _health_app),
-    "inference-health": ("/health and /metrics (bearer token) of the inference service", _inference_app),
-    "patch-maps": ("the inference side's patch-map server: /health and /v1/patch-map (bearer token)", _patch_map_app),
-}
-
-
-def openapi_texts() -> dict[str, str]:
-    """docs/openapi/<name>.json as they should be, by relative path."""
-    out = {}
-    for name, (_, factory) in OPENAPI_APPS.items():
-        doc = factory().openapi()
-        out[f"{OPENAPI_DIR}/{name}.json"] = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ files
