@@ -92,6 +92,11 @@ class ServiceScorer:
         return [float(p) for p in self.fast.score_items(items)]
 
 
+def uses_cuda(device: str) -> bool:
+    """Whether the service's ``device`` setting resolves to a CUDA device here."""
+    return resolve_device(device).type == "cuda"
+
+
 def build_service_scorer(
     wanted: Mapping[str, tuple[ModelRef, Path]],
     *,
@@ -107,7 +112,7 @@ def build_service_scorer(
     call it off the event loop). ``variant``/``batch_size`` are the CPU path's, ``gpu_*`` the GPU path's."""
     classifier, refs = load_classifier(wanted, base_path=base_path)
     fast: FastScorer | GpuScorer
-    if resolve_device(device).type == "cuda":
+    if uses_cuda(device):
         fast = GpuScorer.from_classifier(classifier, variant=gpu_variant, device=device, batch_size=gpu_batch_size)
     else:
         fast = FastScorer.from_classifier(classifier, variant=variant, batch_size=batch_size)

@@ -30,7 +30,8 @@ class ModelRef:
 
 
 class Scorer(Protocol):
-    """A loaded set of per-mode models on one shared backbone (prepare is thread-safe; score is not)."""
+    """A loaded set of per-mode models on one shared backbone (prepare is thread-safe; score is not). A scorer
+    that holds more than memory (ProcessScorer: a child process) also has ``close()``, called once replaced."""
 
     @property
     def refs(self) -> Mapping[str, ModelRef]:
@@ -76,10 +77,27 @@ class ModelHolder:
         """Install a new scorer once the batch in flight (if any) has finished."""
         async with self.lock:
             old = self.versions()
-            self.scorer = scorer
+            previous, self.scorer = self.scorer, scorer
             self.swaps += 1
         self.ready.set()
         log.info("models in use: %s (were %s)", self.versions(), old or "none")
+        await _close(previous)
+
+    async def close(self) -> None:
+        """Release the scorer in use (a scoring process ends); at the service's stop."""
+        async with self.lock:
+            previous, self.scorer = self.scorer, None
+        await _close(previous)
+
+
+async def _close(scorer: Scorer | None) -> None:
+    """End what a replaced scorer holds (ProcessScorer: its child), off the event loop."""
+    close = getattr(scorer, "close", None)
+    if callable(close):
+        try:
+            await asyncio.to_thread(close)
+        except Exception as exc:  # a child that will not end must not stop the swap
+            log.warning("could not close the previous scorer: %s", exc)
 
 
 def _bundle_digest(path: Path) -> str:

@@ -22,11 +22,12 @@ from axis_adapters.settings import KafkaSettings
 from axis_adapters.subscriber import raw_subscriber
 from axis_contracts import CrystalScored, DeadLetter, ImageCaptured, InvalidEvent, ModelPromoted, parse_event, topics
 
-from axis_inference.loader import build_service_scorer
+from axis_inference.loader import build_service_scorer, uses_cuda
 from axis_inference.metrics import Metrics
 from axis_inference.models import ChampionSource, ChampionWatcher, ModelHolder, Scorer, ScorerFactory
 from axis_inference.pipeline import BatchProcessor
 from axis_inference.scores_repo import PgScoresRepo
+from axis_inference.scoring_process import ProcessScorer
 from axis_inference.settings import CONSUMER_GROUP, InferenceOptions, InferenceSettings
 
 log = logging.getLogger(__name__)
@@ -75,20 +76,24 @@ def subscribe(
 
 
 def default_factory(settings: InferenceSettings) -> ScorerFactory:
-    """The production scorer factory: bundles -> one base -> axis_model's GPU path on CUDA, else its CPU fast path."""
+    """The production scorer factory: bundles -> one base -> axis_model's GPU path on CUDA, else its CPU fast path
+    (in a child process unless AXIS_INFERENCE__SCORE_IN=thread)."""
     opts = settings.inference
 
+    options: dict[str, Any] = {
+        "base_path": settings.model.base_path,
+        "max_pixels": opts.max_pixels,
+        "variant": opts.variant,
+        "batch_size": opts.score_chunk,
+        "device": opts.device,
+        "gpu_variant": opts.gpu_variant,
+        "gpu_batch_size": opts.gpu_batch,
+    }
+
     def factory(wanted: Any) -> Scorer:
-        return build_service_scorer(
-            wanted,
-            base_path=settings.model.base_path,
-            max_pixels=opts.max_pixels,
-            variant=opts.variant,
-            batch_size=opts.score_chunk,
-            device=opts.device,
-            gpu_variant=opts.gpu_variant,
-            gpu_batch_size=opts.gpu_batch,
-        )
+        if opts.score_in == "process" and not uses_cuda(opts.device):
+            return ProcessScorer(wanted, options)
+        return build_service_scorer(wanted, **options)
 
     return factory
 
@@ -292,6 +297,7 @@ class InferenceService:
             self.consuming = False
             if pool is not None:
                 await pool.close()
+            await self.holder.close()
             await self.http.stop()
             io_pool.shutdown(wait=False, cancel_futures=True)
             model_pool.shutdown(wait=False, cancel_futures=True)

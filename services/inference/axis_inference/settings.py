@@ -44,6 +44,11 @@ class InferenceOptions(BaseModel):
     score_chunk: int | None = Field(
         default=None, ge=1, description="images per forward pass (default: 8 at <= 336 px, 2 above)"
     )
+    score_in: Literal["process", "thread"] = Field(
+        default="process",
+        description="where the CPU model runs: a child process that owns the cores (measured 20-35 % faster per "
+        "image than a worker thread of the service) or a thread of the service; on a GPU always a thread",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="where scoring runs: auto = axis_model.gpu when torch sees a CUDA device, else CPU"
     )
