@@ -285,3 +285,53 @@ async def test_mode_without_a_model_is_dead_lettered() -> None:
     assert [d.error_type for d in rig.dead()] == ["ModeWithoutModel"]
     assert "no model loaded for imaging mode uv" in rig.dead()[0].error
     assert len(rig.repo.image_scores) == 1
+
+
+async def test_the_next_group_is_fetched_while_a_group_is_scored_one_mode_per_scoring_call() -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from axis_inference.pipeline import OVERLAP_GROUP
+
+    rig = Rig()
+    log: list[tuple[str, str, float]] = []
+    lock = threading.Lock()
+    prepare, score = rig.scorer.prepare, rig.scorer.score
+
+    def slow_prepare(mode: str, data: bytes) -> np.ndarray:
+        with lock:
+            log.append(("fetch", mode, time.monotonic()))
+        time.sleep(0.02)  # the object store's latency
+        return prepare(mode, data)
+
+    def slow_score(items: Sequence[tuple[str, np.ndarray]]) -> list[float]:
+        modes = {m for m, _ in items}
+        with lock:
+            log.append(("score-start", ",".join(sorted(modes)), time.monotonic()))
+        time.sleep(0.3)  # the forward pass; the next group's fetches must run meanwhile
+        with lock:
+            log.append(("score-end", ",".join(sorted(modes)), time.monotonic()))
+        return score(items)
+
+    rig.scorer.prepare = slow_prepare  # type: ignore[method-assign]
+    rig.scorer.score = slow_score  # type: ignore[method-assign]
+    with ThreadPoolExecutor(4) as io, ThreadPoolExecutor(1) as model:
+        rig.proc._io, rig.proc._model = io, model
+        batch = []
+        for i in range(OVERLAP_GROUP):  # visible and uv alternate, as a robot sends them
+            batch.append(captured(rig.store, f"insp-{i}", "visible", png(51)))
+            batch.append(captured(rig.store, f"insp-{i}", "uv", png(204)))
+        result = await rig.proc.handle(batch)
+    assert result is not None and result.scored == 2 * OVERLAP_GROUP
+    starts = [(m, t) for kind, m, t in log if kind == "score-start"]
+    assert [m for m, _ in starts] == ["visible", "uv"]  # one mode per call: full forward passes
+    first_end = next(t for kind, m, t in log if kind == "score-end" and m == "visible")
+    uv_fetches = [t for kind, m, t in log if kind == "fetch" and m == "uv"]
+    visible_fetches = [t for kind, m, t in log if kind == "fetch" and m == "visible"]
+    assert len(uv_fetches) == OVERLAP_GROUP
+    # the uv group is fetched after the visible one and during its forward pass, not all before the first
+    assert min(uv_fetches) > max(visible_fetches) and max(uv_fetches) < first_end
+    for scored in rig.scored():  # and every inspection still fused from both of its modes, in record order
+        assert set(scored.scores) == {"visible", "uv"}
+        assert scored.fused_probability == pytest.approx(0.8, abs=0.01)

@@ -1,5 +1,8 @@
 """One micro-batch of ImageCaptured records: parse, dedupe, fetch, preprocess, score, store, publish.
 
+The batch is scored in groups of one imaging mode (``overlap_groups``): while a group's forward passes run (in
+the scoring process, ``axis_inference.scoring_process``), the fetch threads fetch and decode the next group.
+
 Delivery rules (offsets are committed by FastStream only when ``handle`` returns):
 
 - a permanent per-record problem (schema, bucket, missing/oversized object, undecodable image, mode without a
@@ -116,6 +119,20 @@ def fuse_batch(
             )
         )
     return out
+
+
+OVERLAP_GROUP = 8  # images fetched while the group before them is scored (the CPU path's forward pass at 224 px)
+
+
+def overlap_groups(
+    ready: Sequence[tuple[RawRecord, ImageCaptured]], size: int = OVERLAP_GROUP
+) -> list[list[tuple[RawRecord, ImageCaptured]]]:
+    """The batch's records by imaging mode (first-seen order, record order kept within a mode), in groups of at
+    most ``size``: each group is one scoring call whose forward passes are full, overlapped with the next fetch."""
+    by_mode: dict[str, list[tuple[RawRecord, ImageCaptured]]] = {}
+    for item in ready:
+        by_mode.setdefault(str(item[1].imaging_mode), []).append(item)
+    return [items[i : i + size] for items in by_mode.values() for i in range(0, len(items), size)]
 
 
 @dataclass
@@ -235,6 +252,12 @@ class BatchProcessor:
     async def _in(self, executor: Executor | None, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
+    def _fetch_group(self, scorer: Scorer, group: Sequence[tuple[RawRecord, ImageCaptured]]) -> Any:
+        """Fetch + prepare a group's images in the fetch threads (started now): a future of their outcomes."""
+        return asyncio.gather(
+            *(self._in(self._io, self._fetch_and_prepare, scorer, e) for _, e in group), return_exceptions=True
+        )
+
     async def process(self, records: Sequence[RawRecord]) -> BatchResult:
         """Score one batch; raises on transient errors (nothing committed), dead-letters bad records."""
         t0 = time.monotonic()
@@ -278,25 +301,39 @@ class BatchProcessor:
                     )
                 else:
                     ready.append((rec, event))
-            outcomes = await asyncio.gather(
-                *(self._in(self._io, self._fetch_and_prepare, scorer, e) for _, e in ready), return_exceptions=True
-            )
-            t_fetch = time.monotonic()
-            self.metrics.observe_stage("fetch", t_fetch - t_check)
-            items: list[tuple[str, np.ndarray]] = []
-            good: list[ImageCaptured] = []
-            for (rec, event), out in zip(ready, outcomes, strict=True):
-                if isinstance(out, BaseException):
-                    if isinstance(out, PERMANENT_ERRORS) and not is_transient(out):
-                        rejects.append((rec, out))
-                        continue
-                    raise out
-                items.append((str(event.imaging_mode), out))
-                good.append(event)
-            if items:
-                probs = await self._in(self._model, scorer.score, items)
+            # fetch + decode group i+1 in the fetch threads while group i is scored (in the scoring process,
+            # which owns the cores: the fetches wait mostly on the object store); groups are of one mode each
+            groups = overlap_groups(ready)
+            pending = self._fetch_group(scorer, groups[0]) if groups else None
+            prob_of: dict[uuid.UUID, float] = {}
+            fetch_s = model_s = 0.0
+            for i, group in enumerate(groups):
+                t_wait = time.monotonic()
+                assert pending is not None
+                outcomes = await pending
+                fetch_s += time.monotonic() - t_wait
+                pending = self._fetch_group(scorer, groups[i + 1]) if i + 1 < len(groups) else None
+                items: list[tuple[str, np.ndarray]] = []
+                group_events: list[ImageCaptured] = []
+                for (rec, event), out in zip(group, outcomes, strict=True):
+                    if isinstance(out, BaseException):
+                        if isinstance(out, PERMANENT_ERRORS) and not is_transient(out):
+                            rejects.append((rec, out))
+                            continue
+                        raise out
+                    items.append((str(event.imaging_mode), out))
+                    group_events.append(event)
+                if items:
+                    t_score = time.monotonic()
+                    got = await self._in(self._model, scorer.score, items)
+                    model_s += time.monotonic() - t_score
+                    prob_of.update((e.event_id, p) for e, p in zip(group_events, got, strict=True))
+            self.metrics.observe_stage("fetch", fetch_s)
+            good = [e for _, e in ready if e.event_id in prob_of]  # record order again (event ids are unique here)
+            probs = [prob_of[e.event_id] for e in good]
+            if good:
+                self.metrics.observe_stage("model", model_s)
                 t_model = time.monotonic()
-                self.metrics.observe_stage("model", t_model - t_fetch)
                 now = datetime.now(UTC)
                 scores = []
                 for event, p in zip(good, probs, strict=True):
