@@ -48,11 +48,57 @@ class ServiceResult:
     avg_batch: float
     scorer: str = ""  # which scorer the service used (ServiceScorer.describe)
     stages: dict[str, float] | None = None  # wall seconds of the batches' stages (axis_inference.metrics.STAGES)
+    cpu_by_part: dict[str, float] | None = None  # CPU seconds of every process on the machine, by part (cpu_by_part)
 
     @property
     def img_s(self) -> float:
         """Images per second from the first event sent to the last score stored and published."""
         return self.events / self.seconds
+
+
+def _part_of(pid: int, cmdline: str) -> str:
+    if pid == os.getpid():
+        return "service + bench clients"
+    for needle, part in (
+        ("axis_inference.scoring_process", "scoring process"),
+        ("multiprocessing", "scoring process"),
+        ("tansu", "broker"),
+        ("postgres", "PostgreSQL"),
+        ("mlflow", "MLflow"),
+        ("serve_s3", "S3 server"),
+        ("moto.server", "S3 server"),
+    ):
+        if needle in cmdline:
+            return part
+    return "other"
+
+
+def process_cpu() -> dict[int, tuple[str, float]]:
+    """pid -> (part, CPU seconds so far) of every process on the machine (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        out[pid] = (_part_of(pid, cmdline), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_by_part(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each part of the machine used between two ``process_cpu`` snapshots (processes that ended
+    in between are not counted; ones that started count in full)."""
+    parts: dict[str, float] = {}
+    for pid, (part, cpu) in after.items():
+        used = cpu - before[pid][1] if pid in before and before[pid][0] == part else cpu
+        parts[part] = parts.get(part, 0.0) + max(0.0, used)
+    return parts
 
 
 async def _count_scores(settings: InferenceSettings, model_names: Sequence[str]) -> int:
@@ -121,12 +167,13 @@ async def _measure(settings: InferenceSettings, images: list[bytes], bundles: di
         wanted = {e.event_id for e in events}
         batches0 = svc.metrics.batches
         stages0 = dict(svc.metrics.stage_seconds)
+        procs0 = process_cpu()
         t0, c0 = time.perf_counter(), time.process_time()
         for e in events:
             await producer.send(topics.IMAGE_CAPTURED, e.to_bytes(), key=e.key().encode())
         await producer.flush()
         while not wanted <= seen or await _count_scores(settings, list(names.values())) < len(events) + len(warm):
-            got = await consumer.getmany(timeout_ms=200)
+            got = await consumer.getmany(timeout_ms=20)  # a short wait: the end is seen within 20 ms
             for recs in got.values():
                 for rec in recs:
                     scored = CrystalScored.model_validate_json(rec.value)
@@ -134,11 +181,12 @@ async def _measure(settings: InferenceSettings, images: list[bytes], bundles: di
             if task.done():
                 task.result()
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        parts = cpu_by_part(procs0, process_cpu())
         batches = svc.metrics.batches - batches0
         describe = getattr(svc.holder.scorer, "describe", None)
         used = describe() if callable(describe) else type(svc.holder.scorer).__name__
         stages = {k: v - stages0.get(k, 0.0) for k, v in svc.metrics.stage_seconds.items()}
-        return ServiceResult(len(events), elapsed, cpu, batches, len(events) / max(1, batches), used, stages)
+        return ServiceResult(len(events), elapsed, cpu, batches, len(events) / max(1, batches), used, stages, parts)
     finally:
         await producer.stop()
         await consumer.stop()
@@ -266,6 +314,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         other = 1000 * service.seconds / service.events - sum(per.values())
         parts = ", ".join(f"{k} {v:.1f}" for k, v in per.items())
         print(f"service wall ms per image by stage: {parts}, between batches {other:.1f}")
+    if service.cpu_by_part:
+        cores = os.cpu_count() or 1
+        total = sum(service.cpu_by_part.values())
+        ranked = sorted(service.cpu_by_part.items(), key=lambda kv: -kv[1])
+        parts = ", ".join(f"{k} {1000 * v / service.events:.1f}" for k, v in ranked)
+        print(
+            f"machine CPU ms per image during the service run: {parts}; total {1000 * total / service.events:.1f} "
+            f"of {1000 * cores * service.seconds / service.events:.1f} available on {cores} cores "
+            f"(the fast path: {fast_cpu:.1f})"
+        )
     print(summary_line(model, service), flush=True)
 
 
