@@ -242,12 +242,7 @@ class CurationRepo(PlateQueries):
     def add_label(self, item_id: int, curator: str, label: str, comment: str, decide: Decider) -> QueueItem:
         """Store a curator label and re-apply the consensus rule, atomically; returns the updated item."""
         with self._pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute("SELECT status FROM discrepancies WHERE id = %s FOR UPDATE", (item_id,))
-            row = cur.fetchone()
-            if row is None:
-                raise ItemNotFound(f"no queued item {item_id}")
-            if row["status"] == "superseded":
-                raise ItemClosed(f"item {item_id} was superseded by a newer score and takes no labels")
+            _lock_labelable(cur, item_id, f"item {item_id} was superseded by a newer score and takes no labels")
             event_id = uuid.uuid4()
             cur.execute(
                 "INSERT INTO curator_labels (discrepancy_id, curator, label, comment, label_event_id) "
@@ -255,20 +250,10 @@ class CurationRepo(PlateQueries):
                 (item_id, curator, label, comment, event_id),
             )
             at = cur.fetchone()["created_at"]  # type: ignore[index]
-            cur.execute(
-                "SELECT curator, label, created_at FROM curator_labels WHERE discrepancy_id = %s "
-                "ORDER BY created_at, id",
-                (item_id,),
-            )
-            votes = [(r["curator"], r["label"], r["created_at"]) for r in cur.fetchall()]
-            status, resolved = decide(votes)
-            cur.execute(
-                "UPDATE discrepancies SET status = %s, resolved_label = %s WHERE id = %s", (status, resolved, item_id)
-            )
+            status, resolved = _redecide(cur, item_id, decide)
             record_label_event(cur, item_id=item_id, curator=curator, at=at, status=status, resolved=resolved,
                                label=label, comment=comment, event_id=event_id)  # fmt: skip
-            cur.execute(f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE d.id = %s", (item_id,))  # noqa: S608
-            return QueueItem.model_validate(cur.fetchone())
+            return _queue_item(cur, item_id)
 
     def remove_last_label(self, item_id: int, curator: str, decide: Decider) -> tuple[QueueItem, str]:
         """Take back the curator's latest label of an item and re-apply the consensus rule, atomically.
@@ -276,12 +261,9 @@ class CurationRepo(PlateQueries):
         Returns the updated item and the label removed; NoLabelOfYours when the curator has none on it.
         """
         with self._pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute("SELECT status FROM discrepancies WHERE id = %s FOR UPDATE", (item_id,))
-            row = cur.fetchone()
-            if row is None:
-                raise ItemNotFound(f"no queued item {item_id}")
-            if row["status"] == "superseded":
-                raise ItemClosed(f"item {item_id} was superseded by a newer score; its labels stay as they are")
+            _lock_labelable(
+                cur, item_id, f"item {item_id} was superseded by a newer score; its labels stay as they are"
+            )
             cur.execute(
                 "DELETE FROM curator_labels WHERE id = (SELECT id FROM curator_labels WHERE discrepancy_id = %s "
                 "AND curator = %s ORDER BY created_at DESC, id DESC LIMIT 1) RETURNING label, label_event_id",
@@ -292,20 +274,10 @@ class CurationRepo(PlateQueries):
                 raise NoLabelOfYours(f"you have not labelled item {item_id}")
             cur.execute("SELECT clock_timestamp() AS at")
             undone_at = cur.fetchone()["at"]  # type: ignore[index]
-            cur.execute(
-                "SELECT curator, label, created_at FROM curator_labels WHERE discrepancy_id = %s "
-                "ORDER BY created_at, id",
-                (item_id,),
-            )
-            votes = [(r["curator"], r["label"], r["created_at"]) for r in cur.fetchall()]
-            status, resolved = decide(votes)
-            cur.execute(
-                "UPDATE discrepancies SET status = %s, resolved_label = %s WHERE id = %s", (status, resolved, item_id)
-            )
+            status, resolved = _redecide(cur, item_id, decide)
             record_label_event(cur, item_id=item_id, curator=curator, at=undone_at, status=status, resolved=resolved,
                                withdraws=removed["label_event_id"])  # fmt: skip
-            cur.execute(f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE d.id = %s", (item_id,))  # noqa: S608
-            return QueueItem.model_validate(cur.fetchone()), str(removed["label"])
+            return _queue_item(cur, item_id), str(removed["label"])
 
     def admins(self, limit: int = 5) -> list[str]:
         """Names of admin accounts (whom a refused user can ask), oldest first."""
@@ -341,3 +313,30 @@ class CurationRepo(PlateQueries):
                 {"n": name},
             )
             return [DatasetRecord.model_validate(r) for r in cur.fetchall()]
+
+
+def _lock_labelable(cur: Any, item_id: int, superseded: str) -> None:
+    """Lock an item's row for a label change: ItemNotFound, or ItemClosed with ``superseded`` when it is."""
+    cur.execute("SELECT status FROM discrepancies WHERE id = %s FOR UPDATE", (item_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise ItemNotFound(f"no queued item {item_id}")
+    if row["status"] == "superseded":
+        raise ItemClosed(superseded)
+
+
+def _redecide(cur: Any, item_id: int, decide: Decider) -> tuple[str, str | None]:
+    """Apply the consensus rule to the item's labels as they are now and store its status."""
+    cur.execute(
+        "SELECT curator, label, created_at FROM curator_labels WHERE discrepancy_id = %s ORDER BY created_at, id",
+        (item_id,),
+    )
+    votes = [(r["curator"], r["label"], r["created_at"]) for r in cur.fetchall()]
+    status, resolved = decide(votes)
+    cur.execute("UPDATE discrepancies SET status = %s, resolved_label = %s WHERE id = %s", (status, resolved, item_id))
+    return status, resolved
+
+
+def _queue_item(cur: Any, item_id: int) -> QueueItem:
+    cur.execute(f"SELECT {_ITEM_COLS} FROM discrepancies d WHERE d.id = %s", (item_id,))  # noqa: S608
+    return QueueItem.model_validate(cur.fetchone())
